@@ -1,0 +1,538 @@
+"""The OCS leaderboard: compressed runs ranked from MLflow run queries alone.
+
+Everything comes from ``MlflowClient.search_runs`` (server-side ``filter_string`` for the
+experiment, role, study, technique and hardware tags; paginated), never from local side files, so
+the same call works against the embedded SQLite store and a shared ``mlflow server``. Nothing is
+re-run: recomputed ratios use the raw metrics each run logged and those of the baseline named by its
+``netzip.baseline_run_id`` tag, and a baseline measured on other hardware is never used.
+
+Metric columns of the returned frame are named by their metric keys (``ocs``, ``ratio/speedup``,
+``speed/latency_ms`` in ms, ``size/disk_mb`` in MB of 10^6 bytes, ...; see
+:mod:`netzip_mlflow.tracking.keys` for every unit).
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import pandas as pd
+from mlflow.entities import Run, ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from netzip_mlflow.analysis.ratios import RATIO_NAMES, RatioConfig, ocs, ratio
+from netzip_mlflow.errors import ConfigError, TrackingError
+from netzip_mlflow.tracking import keys
+
+PAGE_SIZE = 10_000
+"""Runs per ``search_runs`` page (MLflow stores accept up to 50,000)."""
+
+FAILED_STATUSES = ("FAILED", "KILLED")
+RATIO_COLUMNS: tuple[str, ...] = tuple(keys.RATIO_KEYS[name] for name in RATIO_NAMES)
+SCORE_COLUMNS: tuple[str, ...] = (*RATIO_COLUMNS, keys.OCS)
+RAW_METRICS: tuple[str, ...] = (
+    keys.TOP1,
+    keys.LATENCY_MS,
+    keys.CHATS,
+    keys.DISK_MB,
+    keys.PARAMS,
+    keys.ENERGY_PER_SAMPLE,
+)
+OPTIONAL_METRICS: tuple[str, ...] = (keys.MAP50, keys.CIE_CLASSES)
+"""Raw metrics that get a column only when at least one run logged them."""
+
+TAG_HW_ID = keys.TAG_HW_PREFIX + "id"
+TAG_HW_CPU = keys.TAG_HW_PREFIX + "cpu"
+TAG_COLUMNS: dict[str, str] = {
+    "study": keys.TAG_STUDY,
+    "recipe": keys.TAG_RECIPE,
+    "technique": keys.TAG_TECHNIQUE,
+    "hardware": TAG_HW_ID,
+    "cpu": TAG_HW_CPU,
+    "baseline_run_id": keys.TAG_BASELINE_RUN,
+    "error": keys.TAG_ERROR,
+}
+PARETO_COLUMNS = {"pareto_latency": keys.LATENCY_MS, "pareto_size": keys.DISK_MB}
+"""Pareto flag column -> the lower-is-better metric traded against accuracy."""
+
+NOTE_OTHER_HARDWARE = (
+    "baseline {base} measured on other hardware ({hw_base} vs {hw_run}): ratios unusable"
+)
+NOTE_NO_BASELINE = "baseline run {base} not found"
+NOTE_NO_BASELINE_TAG = "no netzip.baseline_run_id tag"
+
+
+# --------------------------------------------------------------------------------------------------
+# Querying
+# --------------------------------------------------------------------------------------------------
+
+
+def _quote(value: str, field: str) -> str:
+    """A filter-string literal for ``value``."""
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise ConfigError(field, f"{value!r} contains both quote characters", "drop one kind of quote")
+
+
+def _tag_equals(tag: str, value: str, field: str) -> str:
+    return f"tags.`{tag}` = {_quote(value, field)}"
+
+
+def _resolve_experiments(client: MlflowClient, experiment: str | Sequence[str]) -> list[str]:
+    """Experiment ids for names (or ids); unknown names raise :class:`TrackingError`."""
+    names = [experiment] if isinstance(experiment, str) else list(experiment)
+    if not names:
+        raise ConfigError("experiment", "no experiment given", "pass an experiment name")
+    ids: list[str] = []
+    for name in names:
+        found = client.get_experiment_by_name(name)
+        if found is None and name.isdigit():
+            try:
+                found = client.get_experiment(name)
+            except MlflowException:
+                found = None
+        if found is None:
+            existing = sorted(e.name for e in client.search_experiments(max_results=1000))
+            raise TrackingError(
+                f"experiment {name!r} not found at tracking URI {client.tracking_uri!r}; "
+                f"existing experiments: {', '.join(existing) or '(none)'}; pass one of these "
+                "names or point tracking_uri at the store that holds your runs"
+            )
+        ids.append(found.experiment_id)
+    return ids
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a store materialises many small objects.
+
+    MLflow's SQL store builds one ORM object per logged metric, param and tag; with the collector
+    on, its repeated full scans over them cost more than the query (measured: 2-3x on 1,000 runs).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _search(
+    client: MlflowClient, experiment_ids: list[str], filters: Iterable[str]
+) -> list[Run]:
+    """Every active run matching all ``filters``, fetched page by page."""
+    filter_string = " and ".join(filters)
+    runs: list[Run] = []
+    token: str | None = None
+    while True:
+        try:
+            page = client.search_runs(
+                experiment_ids, filter_string, ViewType.ACTIVE_ONLY, PAGE_SIZE, page_token=token
+            )
+        except MlflowException as exc:
+            raise TrackingError(
+                f"search_runs failed for filter {filter_string!r}: {exc.message} "
+                "(check that the tracking server is reachable)"
+            ) from exc
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _hardware_filters(hardware: str | None) -> list[list[str]]:
+    """One filter list per query: the hw id or the cpu tag may match (MLflow filters have no OR)."""
+    if hardware is None:
+        return [[]]
+    return [
+        [_tag_equals(TAG_HW_ID, hardware, "hardware")],
+        [_tag_equals(TAG_HW_CPU, hardware, "hardware")],
+    ]
+
+
+def _compressed_runs(
+    client: MlflowClient,
+    experiment_ids: list[str],
+    study: str | None,
+    technique: str | None,
+    hardware: str | None,
+    include_failed: bool,
+) -> list[Run]:
+    base = [_tag_equals(keys.TAG_ROLE, keys.ROLE_COMPRESSED, "role")]
+    if study is not None:
+        base.append(_tag_equals(keys.TAG_STUDY, study, "study"))
+    if technique is not None:
+        base.append(_tag_equals(keys.TAG_TECHNIQUE, technique, "technique"))
+    if not include_failed:
+        base += [f"attributes.status != '{status}'" for status in FAILED_STATUSES]
+    seen: dict[str, Run] = {}
+    for extra in _hardware_filters(hardware):
+        for run in _search(client, experiment_ids, base + extra):
+            seen.setdefault(run.info.run_id, run)
+    return list(seen.values())
+
+
+def _baseline_runs(
+    client: MlflowClient, experiment_ids: list[str], wanted: Iterable[str]
+) -> list[Run]:
+    """The baselines named by ``wanted`` ids: one query in the experiments, then any stragglers."""
+    wanted = {run_id for run_id in wanted if isinstance(run_id, str) and run_id}
+    if not wanted:
+        return []
+    role = [_tag_equals(keys.TAG_ROLE, keys.ROLE_BASELINE, "role")]
+    found = {r.info.run_id: r for r in _search(client, experiment_ids, role)}
+    found = {run_id: run for run_id, run in found.items() if run_id in wanted}
+    for run_id in sorted(wanted - found.keys()):  # baselines logged in another experiment
+        try:
+            found[run_id] = client.get_run(run_id)
+        except MlflowException:
+            continue
+    return list(found.values())
+
+
+# --------------------------------------------------------------------------------------------------
+# Frames
+# --------------------------------------------------------------------------------------------------
+
+
+def _frame(runs: list[Run], metrics: Sequence[str]) -> pd.DataFrame:
+    """One row per run: id, status, the tag columns and the requested metrics (NaN when absent)."""
+    tag_items = list(TAG_COLUMNS.items())
+    records = []
+    for run in runs:
+        tags, values = run.data.tags, run.data.metrics
+        records.append(
+            (run.info.run_id, run.info.status)
+            + tuple(tags.get(tag) for _, tag in tag_items)
+            + tuple(values.get(m, np.nan) for m in metrics)
+        )
+    columns = ["run_id", "status", *TAG_COLUMNS, *metrics]
+    frame = pd.DataFrame.from_records(records, columns=columns)
+    frame[list(metrics)] = frame[list(metrics)].astype(float)
+    return frame
+
+
+def _metric_columns(runs: list[Run], config: RatioConfig | None) -> list[str]:
+    wanted = list(SCORE_COLUMNS) + list(RAW_METRICS)
+    if config is not None:
+        wanted += [config.metric_for(name) for name in RATIO_NAMES]
+    logged = set().union(*(run.data.metrics.keys() for run in runs)) if runs else set()
+    wanted += [m for m in OPTIONAL_METRICS if m in logged]
+    return list(dict.fromkeys(wanted))
+
+
+def recompute_scores(
+    rows: pd.DataFrame, baselines: pd.DataFrame, config: RatioConfig
+) -> pd.DataFrame:
+    """Ratios and OCS of every row against the aligned baseline row (same index), vectorised.
+
+    Follows :func:`netzip_mlflow.analysis.ratios.compute_ratios`: a ratio whose metric is missing,
+    non-finite or zero on either side is NaN and contributes 0 to the OCS; without a performance
+    ratio the OCS is NaN. Returns a frame with the ``ratio/*`` columns and ``ocs``.
+    """
+    out: dict[str, np.ndarray] = {}
+    for name in RATIO_NAMES:
+        metric = config.metric_for(name)
+        orig = _column(baselines, metric)
+        comp = _column(rows, metric)
+        usable = np.isfinite(orig) & (orig > 0) & np.isfinite(comp) & (comp > 0)
+        zeta = config.zeta if name == "speedup" else 1.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = ratio(orig, comp, keys.higher_is_better(metric), zeta)
+        out[keys.RATIO_KEYS[name]] = np.where(usable, values, np.nan)
+    others = (np.nan_to_num(out[keys.RATIO_KEYS[n]], nan=1.0) for n in RATIO_NAMES[1:])
+    out[keys.OCS] = ocs(out[keys.RATIO_PERFORMANCE], *others, weights=config.weights)
+    return pd.DataFrame(out, index=rows.index)
+
+
+def _column(frame: pd.DataFrame, metric: str) -> np.ndarray:
+    if metric not in frame.columns:
+        return np.full(len(frame), np.nan)
+    return frame[metric].to_numpy(dtype=float)
+
+
+def _check_baselines(
+    rows: pd.DataFrame, baselines: pd.DataFrame, config: RatioConfig | None
+) -> pd.DataFrame:
+    """Blank the scores of rows whose baseline is unusable, note why, recompute when asked."""
+    rows = rows.copy()
+    aligned = baselines.reindex(rows["baseline_run_id"]).set_index(rows.index)
+    no_tag = rows["baseline_run_id"].isna()
+    not_found = ~no_tag & aligned["run_id"].isna()
+    other_hw = (
+        aligned["hardware"].notna()
+        & rows["hardware"].notna()
+        & (aligned["hardware"] != rows["hardware"])
+    )
+    if config is not None:
+        rows[list(SCORE_COLUMNS)] = recompute_scores(rows, aligned, config)
+    blank = other_hw | ((no_tag | not_found) & (config is not None))
+    rows.loc[blank, list(SCORE_COLUMNS)] = np.nan
+    notes = pd.Series("", index=rows.index, dtype=object)
+    notes[no_tag] = NOTE_NO_BASELINE_TAG
+    notes[not_found] = [
+        NOTE_NO_BASELINE.format(base=b) for b in rows.loc[not_found, "baseline_run_id"]
+    ]
+    notes[other_hw] = [
+        NOTE_OTHER_HARDWARE.format(base=b, hw_base=hb, hw_run=hr)
+        for b, hb, hr in zip(
+            rows.loc[other_hw, "baseline_run_id"],
+            aligned.loc[other_hw, "hardware"],
+            rows.loc[other_hw, "hardware"],
+        )
+    ]
+    rows["note"] = notes
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# Ranking and Pareto fronts
+# --------------------------------------------------------------------------------------------------
+
+
+def pareto_front(cost: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """Boolean mask of the points not dominated in (lower ``cost``, higher ``gain``).
+
+    A point is dominated when another has ``cost <=`` and ``gain >=`` with one of them strict; equal
+    points do not dominate each other. Points with a NaN coordinate are never on the front.
+    """
+    cost = np.asarray(cost, dtype=float)
+    gain = np.asarray(gain, dtype=float)
+    front = np.zeros(len(cost), dtype=bool)
+    valid = np.flatnonzero(np.isfinite(cost) & np.isfinite(gain))
+    if valid.size == 0:
+        return front
+    order = valid[np.lexsort((-gain[valid], cost[valid]))]  # cost ascending, gain descending
+    c, g = cost[order], gain[order]
+    starts = np.r_[True, c[1:] != c[:-1]]
+    block = np.cumsum(starts) - 1
+    best_in_block = g[starts]  # first of each equal-cost block has the highest gain
+    best_before = np.r_[-np.inf, np.maximum.accumulate(best_in_block)[:-1]]
+    front[order] = (g == best_in_block[block]) & (g > best_before[block])
+    return front
+
+
+def accuracy_metric(frame: pd.DataFrame, config: RatioConfig | None = None) -> str:
+    """Accuracy key of the Pareto fronts: the config's performance metric, else top-1 or mAP50."""
+    if config is not None:
+        return config.performance
+    if keys.MAP50 in frame.columns and (keys.TOP1 not in frame or frame[keys.TOP1].isna().all()):
+        return keys.MAP50
+    return keys.TOP1
+
+
+def _mark_pareto(rows: pd.DataFrame, accuracy: str) -> pd.DataFrame:
+    """Pareto flags within each (hardware, baseline) group."""
+    rows = rows.copy()
+    for flag in PARETO_COLUMNS:
+        rows[flag] = False
+    if rows.empty:
+        return rows
+    groups = rows.groupby(["hardware", "baseline_run_id"], dropna=False, sort=False).indices
+    gain = _column(rows, accuracy)
+    for flag, cost_key in PARETO_COLUMNS.items():
+        cost = _column(rows, cost_key)
+        mask = np.zeros(len(rows), dtype=bool)
+        for positions in groups.values():
+            mask[positions] = pareto_front(cost[positions], gain[positions])
+        rows[flag] = mask
+    return rows
+
+
+def _resolve_sort(frame: pd.DataFrame, sort: str, ascending: bool | None) -> tuple[str, bool]:
+    column = sort if sort in frame.columns else _alias(frame.columns, sort)
+    if ascending is None:
+        ascending = not keys.higher_is_better(column) if column in keys.METRICS else True
+    return column, ascending
+
+
+def _alias(columns: Iterable[str], sort: str) -> str:
+    """A column whose metric key ends with ``/sort`` (``latency_ms`` -> ``speed/latency_ms``)."""
+    matches = [c for c in columns if c.endswith("/" + sort)]
+    if len(matches) == 1:
+        return matches[0]
+    sortable = ", ".join(c for c in columns if c in keys.METRICS or c in TAG_COLUMNS)
+    raise ConfigError(
+        "sort", f"no column {sort!r} in the leaderboard", f"sort by one of: {sortable}"
+    )
+
+
+def _rank(rows: pd.DataFrame, column: str, ascending: bool) -> pd.DataFrame:
+    rows = rows.sort_values(column, ascending=ascending, na_position="last", kind="stable")
+    rows.insert(0, "rank", rows[column].rank(ascending=ascending, method="min").astype("Int64"))
+    return rows.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------------
+
+
+def leaderboard(
+    experiment: str | list[str],
+    study: str | None = None,
+    sort: str = "ocs",
+    ascending: bool | None = None,
+    technique: str | None = None,
+    hardware: str | None = None,
+    ratio_config: RatioConfig | None = None,
+    include_failed: bool = False,
+    tracking_uri: str | None = None,
+    max_results: int | None = None,
+) -> pd.DataFrame:
+    """Rank the compressed runs of one or more experiments (by name) by OCS or any column.
+
+    Args:
+        experiment: experiment name(s) (an id also works); unknown names raise ``TrackingError``.
+        study, technique: keep runs whose ``netzip.study`` / ``netzip.technique`` tag equals this.
+        sort: a column (metric key such as ``"ocs"`` or ``"speed/latency_ms"``; the part after the
+            slash, ``"latency_ms"``, works too) or a tag column such as ``"recipe"``.
+        ascending: sort direction; by default best first according to the metric's direction.
+        hardware: keep runs whose ``netzip.hw.id`` or ``netzip.hw.cpu`` tag equals this.
+        ratio_config: when given, ratios and OCS are recomputed from the logged raw metrics of each
+            run and of the baseline named by its ``netzip.baseline_run_id`` tag.
+        include_failed: append FAILED/KILLED runs (unranked, with their ``error``) at the end.
+        tracking_uri: the MLflow store to read (default: MLflow's current tracking URI).
+        max_results: return only the first ``max_results`` ranked rows (ranking and Pareto flags
+            still consider every run).
+
+    Returns:
+        One row per compressed run: ``rank``, ``run_id``, ``status``, ``study``, ``recipe``,
+        ``technique``, ``hardware`` (hw id), ``cpu``, ``baseline_run_id``, the four ``ratio/*``
+        columns and ``ocs``, raw metrics under their keys (``accuracy/top1`` fraction,
+        ``speed/latency_ms`` ms, ``speed/chats`` MAC-bits, ``size/disk_mb`` MB, ``size/params``,
+        ``energy/joules_per_sample`` J, ``cie/impacted_classes`` when logged), ``pareto_latency``
+        and ``pareto_size`` (non-dominated in accuracy vs latency / vs disk size among runs sharing
+        hardware and baseline), ``note`` (why ratios are blank) and ``error``.
+    """
+    if max_results is not None and max_results < 1:
+        raise ConfigError("max_results", f"must be a positive count, got {max_results}")
+    client = MlflowClient(tracking_uri)
+    experiment_ids = _resolve_experiments(client, experiment)
+    with _gc_paused():
+        frame, baselines = _fetch(
+            client, experiment_ids, study, technique, hardware, include_failed, ratio_config
+        )
+
+    failed = frame["status"].isin(FAILED_STATUSES)
+    ranked = _check_baselines(frame[~failed], baselines, ratio_config)
+    ranked = _mark_pareto(ranked, accuracy_metric(ranked, ratio_config))
+    column, ascending = _resolve_sort(ranked, sort, ascending)
+    ranked = _rank(ranked, column, ascending)
+    if max_results is not None:
+        ranked = ranked.head(max_results)
+    failed_rows = frame[failed].assign(note="run failed", pareto_latency=False, pareto_size=False)
+    result = pd.concat([ranked, failed_rows], ignore_index=True) if failed.any() else ranked
+    return result[_column_order(result)]
+
+
+def _fetch(
+    client: MlflowClient,
+    experiment_ids: list[str],
+    study: str | None,
+    technique: str | None,
+    hardware: str | None,
+    include_failed: bool,
+    config: RatioConfig | None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The compressed runs and their baselines (indexed by run id) as frames."""
+    runs = _compressed_runs(client, experiment_ids, study, technique, hardware, include_failed)
+    metrics = _metric_columns(runs, config)
+    frame = _frame(runs, metrics)
+    base_runs = _baseline_runs(client, experiment_ids, frame["baseline_run_id"].dropna().unique())
+    baselines = _frame(base_runs, metrics).set_index("run_id", drop=False).rename_axis(None)
+    return frame, baselines
+
+
+def _column_order(frame: pd.DataFrame) -> list[str]:
+    first = ["rank", "run_id", "status", "study", "recipe", "technique", "hardware", "cpu"]
+    last = ["baseline_run_id", *PARETO_COLUMNS, "note", "error"]
+    middle = [c for c in frame.columns if c not in first and c not in last]
+    return first + middle + last
+
+
+def baselines(
+    experiment: str | list[str],
+    study: str | None = None,
+    hardware: str | None = None,
+    tracking_uri: str | None = None,
+) -> pd.DataFrame:
+    """The baseline runs (one row each, same columns as the leaderboard's raw metrics and tags).
+
+    Useful as the ``baseline`` of :func:`netzip_mlflow.analysis.plots.bubble_plot`.
+    """
+    client = MlflowClient(tracking_uri)
+    experiment_ids = _resolve_experiments(client, experiment)
+    base = [_tag_equals(keys.TAG_ROLE, keys.ROLE_BASELINE, "role")]
+    if study is not None:
+        base.append(_tag_equals(keys.TAG_STUDY, study, "study"))
+    runs: dict[str, Run] = {}
+    for extra in _hardware_filters(hardware):
+        for run in _search(client, experiment_ids, base + extra):
+            runs.setdefault(run.info.run_id, run)
+    found = list(runs.values())
+    frame = _frame(found, _metric_columns(found, None))
+    return frame.drop(columns=list(SCORE_COLUMNS))
+
+
+def hardware_label(frame: pd.DataFrame) -> pd.Series:
+    """``"<cpu> [<hw id>]"`` per row (the hw id alone when the cpu tag is missing)."""
+    hw = frame["hardware"].fillna("unknown").astype(str)
+    cpu = frame["cpu"]
+    labelled = cpu.notna()
+    out = hw.copy()
+    out[labelled] = cpu[labelled].astype(str) + " [" + hw[labelled] + "]"
+    return out
+
+
+def pivot_by_hardware(
+    frame: pd.DataFrame, values: Sequence[str] = (keys.OCS, keys.LATENCY_MS)
+) -> pd.DataFrame:
+    """Recipes (rows, by name) across hardware (column groups) side by side.
+
+    Columns are a MultiIndex ``(hardware label, value)``; when a recipe ran several times on one
+    machine its best-OCS run is shown. Rows are ordered by mean OCS over the machines, best first.
+    """
+    missing = [v for v in values if v not in frame.columns]
+    if missing:
+        raise ConfigError("values", f"no column {missing} in the leaderboard", "pick metric keys")
+    ranked = frame[~frame["status"].isin(FAILED_STATUSES)].assign(hw_label=hardware_label)
+    best = ranked.sort_values(keys.OCS, ascending=False, na_position="last", kind="stable")
+    best = best.drop_duplicates(["recipe", "hw_label"], keep="first")
+    table = best.pivot(index="recipe", columns="hw_label", values=list(values))
+    machines = list(dict.fromkeys(best["hw_label"]))
+    table = table.swaplevel(0, 1, axis=1).reindex(
+        columns=pd.MultiIndex.from_product([machines, list(values)])
+    )
+    if keys.OCS in values:
+        mean_ocs = table.xs(keys.OCS, axis=1, level=1).mean(axis=1)
+        table = table.loc[mean_ocs.sort_values(ascending=False, na_position="last").index]
+    table.index.name = "recipe"
+    table.columns.names = ["hardware", "metric"]
+    return table
+
+
+def leaderboard_by_hardware(
+    experiment: str | list[str],
+    study: str | None = None,
+    technique: str | None = None,
+    ratio_config: RatioConfig | None = None,
+    tracking_uri: str | None = None,
+    values: Sequence[str] = (keys.OCS, keys.LATENCY_MS),
+) -> pd.DataFrame:
+    """The same recipes on each machine side by side (the paper's PC vs Raspberry Pi comparison).
+
+    Index: recipe name; columns: ``(hardware label, metric)`` for each of ``values`` (default OCS
+    and median latency in ms). See :func:`pivot_by_hardware`.
+    """
+    frame = leaderboard(
+        experiment, study=study, technique=technique, ratio_config=ratio_config,
+        tracking_uri=tracking_uri,
+    )
+    return pivot_by_hardware(frame, values)

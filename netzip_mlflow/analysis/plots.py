@@ -1,0 +1,291 @@
+"""The paper's plots from a leaderboard frame: radar (Fig. 7), OCS bars (Fig. 8a), bubbles (Fig. 6).
+
+Every function returns a :class:`matplotlib.figure.Figure` built without pyplot (no global state, no
+display needed), so a caller can ``mlflow.log_figure(fig, "plots/radar.png")`` or :func:`save` it.
+Input is the frame of :func:`netzip_mlflow.analysis.leaderboard.leaderboard`: metric columns named
+by their keys (``ocs``, ``ratio/*``, ``accuracy/top1``, ``speed/latency_ms`` in ms, ``size/disk_mb``
+in MB) plus ``recipe``, ``technique`` and ``hardware``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+
+from netzip_mlflow.analysis.leaderboard import accuracy_metric
+from netzip_mlflow.errors import DataError
+from netzip_mlflow.tracking import keys
+
+RADAR_AXES: tuple[tuple[str, str], ...] = (
+    (keys.RATIO_PERFORMANCE, "Performance"),
+    (keys.RATIO_SPEEDUP, "Speedup"),
+    (keys.RATIO_COMPRESSION, "Compression"),
+    (keys.RATIO_EFFICIENCY, "Efficiency"),
+    (keys.OCS, "OCS"),
+)
+POSITIVE_COLOUR = "tab:blue"
+NEGATIVE_COLOUR = "tab:red"
+ZERO_RING_STYLE = {"color": "black", "linestyle": "--", "linewidth": 1.2}
+UNIT_RING_STYLE = {"color": "tab:green", "linestyle": ":", "linewidth": 1.6}
+ANNOTATE_LIMIT = 40
+"""Bubble plots label each point with its recipe up to this many points."""
+
+
+def _require(df: pd.DataFrame, columns: Sequence[str], plot: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{plot} needs the columns {missing}, which the frame lacks; "
+            "pass the frame returned by netzip_mlflow.analysis.leaderboard.leaderboard()"
+        )
+
+
+def _ranked(df: pd.DataFrame, plot: str) -> pd.DataFrame:
+    """Rows with a finite OCS, best first; raises when there is none."""
+    _require(df, [keys.OCS], plot)
+    rows = df[np.isfinite(df[keys.OCS].astype(float))]
+    if rows.empty:
+        raise DataError(f"{plot}: no run has a finite OCS to plot (check the leaderboard's 'note')")
+    return rows.sort_values(keys.OCS, ascending=False, kind="stable")
+
+
+def run_labels(df: pd.DataFrame) -> list[str]:
+    """One label per row: the recipe, with the hardware when a recipe appears more than once."""
+    recipe = df.get("recipe", pd.Series(index=df.index, dtype=object))
+    run_id = df.get("run_id", pd.Series("run", index=df.index)).astype(str).str[:8]
+    names = recipe.where(recipe.notna(), run_id).astype(str)
+    repeated = names.duplicated(keep=False)
+    if "hardware" in df.columns:
+        hw = df["hardware"].fillna("?").astype(str)
+        names = names.where(~repeated, names + " @ " + hw)
+    return list(names)
+
+
+# --------------------------------------------------------------------------------------------------
+# Radar (paper Fig. 7, with a radial scale that shows negative OCS)
+# --------------------------------------------------------------------------------------------------
+
+
+def radial_range(values: np.ndarray) -> tuple[float, float]:
+    """Radial limits ``(low, high)`` in value units with ``low < 0`` and ``high > 1``.
+
+    The centre of the radar sits below zero, so a negative OCS is drawn inside the plot instead of
+    being clipped at the centre, and the zero and ratio=1 rings are always visible.
+    """
+    finite = values[np.isfinite(values)]
+    low = min(0.0, float(finite.min())) if finite.size else 0.0
+    high = max(1.0, float(finite.max())) if finite.size else 1.0
+    pad = 0.12 * (high - low)
+    return low - pad, high + pad
+
+
+def radial_ticks(values: np.ndarray, low: float, high: float) -> list[float]:
+    """Radar ticks: round steps, always 0 and 1, and the lowest value when it is negative."""
+    ticks = {float(t) for t in MaxNLocator(nbins=5).tick_values(low, high) if low <= t <= high}
+    ticks |= {0.0, 1.0}
+    finite = values[np.isfinite(values)]
+    lowest = float(finite.min()) if finite.size else 0.0
+    if lowest < 0 and all(abs(lowest - t) > 0.06 * (high - low) for t in ticks):
+        ticks.add(float(f"{lowest:.2g}"))
+    return sorted(ticks)
+
+
+def _axis_names(ax: Axes, angles: np.ndarray, names: list[str], outer: float) -> None:
+    """Axis names just outside the outer circle, aligned away from it so none overlaps it."""
+    ax.set_xticks(angles, [""] * len(angles))
+    for angle, name in zip(angles, names):
+        x, y = math.sin(angle), math.cos(angle)  # clockwise from the top
+        ax.text(angle, outer * 1.08, name, fontsize=11, clip_on=False,
+                ha="left" if x > 0.1 else "right" if x < -0.1 else "center",
+                va="bottom" if y > 0.1 else "top" if y < -0.1 else "center")
+
+
+def _ring(ax: Axes, radius: float, style: Mapping[str, object], label: str) -> None:
+    """A full circle at ``radius``, drawn above the fills and below the run outlines."""
+    theta = np.linspace(0, 2 * math.pi, 361)
+    ax.plot(theta, np.full_like(theta, radius), label=label, zorder=2.5, **style)
+
+
+def radar_plot(df: pd.DataFrame, top_k: int = 5, title: str | None = None) -> Figure:
+    """Radar of the ``top_k`` runs by OCS on the axes P, S, C, E and OCS (paper Fig. 7).
+
+    Radii are value minus the lower limit of :func:`radial_range` and the tick labels show values,
+    so a negative OCS stays visible; the dashed black ring is 0, the dotted green ring ratio = 1 (no
+    change). A missing ratio leaves a gap in its run's outline. Legend: recipe and OCS.
+    """
+    _require(df, [col for col, _ in RADAR_AXES], "radar_plot")
+    top = _ranked(df, "radar_plot").head(top_k)
+    values = top[[col for col, _ in RADAR_AXES]].to_numpy(dtype=float)
+    low, high = radial_range(values)
+    angles = np.linspace(0, 2 * math.pi, len(RADAR_AXES), endpoint=False)
+    closed = np.r_[angles, angles[:1]]
+
+    fig = Figure(figsize=(10, 6.5))
+    ax = fig.add_axes((0.07, 0.08, 0.5, 0.76), projection="polar")  # room around for axis names
+    ax.set_theta_offset(math.pi / 2)
+    ax.set_theta_direction(-1)
+    ax.set_ylim(0, high - low)
+    ticks = radial_ticks(values, low, high)
+    ax.set_yticks([t - low for t in ticks], [f"{t:g}" for t in ticks], fontsize=8, color="dimgray")
+    ax.set_rlabel_position(180 / len(RADAR_AXES))  # between the first two axes
+    _axis_names(ax, angles, [name for _, name in RADAR_AXES], high - low)
+    for text in ax.get_yticklabels():
+        text.set_bbox({"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 0.6})
+    _ring(ax, -low, ZERO_RING_STYLE, "0 (a negative OCS lies inside)")
+    _ring(ax, 1.0 - low, UNIT_RING_STYLE, "ratio = 1 (no change)")
+
+    colours = [f"C{i % 10}" for i in range(len(top))]
+    for row, label, colour in zip(values, run_labels(top), colours):
+        radii = np.r_[row, row[:1]] - low
+        ocs_value = row[-1]
+        ax.plot(closed, radii, color=colour, linewidth=2, marker="o", markersize=4,
+                label=f"{label} (OCS {ocs_value:.3g})", zorder=3)
+        finite = np.isfinite(radii)
+        ax.fill(closed[finite], radii[finite], color=colour, alpha=0.08, zorder=2)
+    fig.legend(loc="upper left", bbox_to_anchor=(0.66, 0.86), fontsize=9, frameon=False)
+    fig.suptitle(title or f"Top {len(top)} runs by OCS", x=0.32, y=0.97)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# OCS bars (paper Fig. 8a)
+# --------------------------------------------------------------------------------------------------
+
+
+def ocs_bar_plot(df: pd.DataFrame, top_k: int | None = None, title: str | None = None) -> Figure:
+    """Horizontal bars of every run's OCS, best at the top; negative OCS in red (paper Fig. 8a).
+
+    Rows without a finite OCS are left out; ``top_k`` keeps only the best runs.
+    """
+    rows = _ranked(df, "ocs_bar_plot")
+    if top_k is not None:
+        rows = rows.head(top_k)
+    scores = rows[keys.OCS].to_numpy(dtype=float)
+    labels = run_labels(rows)
+    colours = [NEGATIVE_COLOUR if s < 0 else POSITIVE_COLOUR for s in scores]
+
+    fig = Figure(figsize=(8, max(2.5, 0.32 * len(rows) + 1.4)), layout="constrained")
+    ax = fig.add_subplot()
+    positions = np.arange(len(rows))
+    bars = ax.barh(positions, scores, color=colours)
+    ax.set_yticks(positions, labels, fontsize=9)
+    ax.invert_yaxis()
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.bar_label(bars, labels=[f"{s:.3g}" for s in scores], padding=3, fontsize=8)
+    span = max(scores.max(), 0.0) - min(scores.min(), 0.0) or 1.0
+    ax.set_xlim(min(scores.min(), 0.0) - 0.15 * span, max(scores.max(), 0.0) + 0.15 * span)
+    ax.set_xlabel("Overall Compression Success (OCS)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title or "OCS of the compressed runs")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Accuracy vs latency bubbles (paper Fig. 6)
+# --------------------------------------------------------------------------------------------------
+
+
+def _bubble_area(disk_mb: np.ndarray, reference: float) -> np.ndarray:
+    """Marker area in points^2, proportional to disk size (the largest model gets ~1200 pt^2)."""
+    return np.where(np.isfinite(disk_mb), 1200.0 * disk_mb / reference, 30.0)
+
+
+def _baseline_value(baseline: Mapping[str, Any] | pd.Series, key: str) -> float:
+    value = baseline.get(key)
+    return math.nan if value is None else float(value)
+
+
+def _label_points(ax: Axes, rows: pd.DataFrame, accuracy: str, areas: np.ndarray) -> None:
+    """Recipe names right of each bubble, alternately nudged up and down to limit overlaps."""
+    order = np.argsort(rows[keys.LATENCY_MS].to_numpy(dtype=float), kind="stable")
+    labels = run_labels(rows)
+    x, y = rows[keys.LATENCY_MS].to_numpy(dtype=float), rows[accuracy].to_numpy(dtype=float)
+    for step, i in enumerate(order):
+        radius = math.sqrt(areas[i] / math.pi)
+        nudge = (0, 9, -9)[step % 3]
+        ax.annotate(labels[i], (x[i], y[i]), xytext=(radius + 3, nudge),
+                    textcoords="offset points", fontsize=8, va="center")
+
+
+def bubble_plot(
+    df: pd.DataFrame,
+    baseline: Mapping[str, Any] | pd.Series | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Accuracy vs median latency (ms); bubble area ∝ disk size (MB); colour by technique.
+
+    Points are labelled with their recipe (up to :data:`ANNOTATE_LIMIT` points). ``baseline`` (a
+    mapping or row with the same metric keys, e.g. a row of ``leaderboard.baselines()``) is drawn
+    as a black star.
+    """
+    accuracy = accuracy_metric(df)
+    _require(df, [accuracy, keys.LATENCY_MS, keys.DISK_MB], "bubble_plot")
+    rows = df[np.isfinite(df[[accuracy, keys.LATENCY_MS]].astype(float)).all(axis=1)]
+    if rows.empty and baseline is None:
+        raise DataError("bubble_plot: no run has both accuracy and latency to plot")
+    disk = rows[keys.DISK_MB].to_numpy(dtype=float)
+    base_disk = _baseline_value(baseline, keys.DISK_MB) if baseline is not None else math.nan
+    reference = float(np.nanmax(np.r_[disk, base_disk, 1e-9]))
+    areas = _bubble_area(disk, reference)
+
+    fig = Figure(figsize=(9, 6), layout="constrained")
+    ax = fig.add_subplot()
+    techniques = rows.get("technique", pd.Series("?", index=rows.index)).fillna("?").astype(str)
+    handles = []
+    for i, technique in enumerate(sorted(techniques.unique())):
+        part = (techniques == technique).to_numpy()
+        colour = f"C{i % 10}"
+        ax.scatter(rows.loc[part, keys.LATENCY_MS], rows.loc[part, accuracy], s=areas[part],
+                   color=colour, alpha=0.55, edgecolors="black", linewidths=0.6, zorder=3)
+        handles.append(_legend_marker(colour, "o", technique))
+    if len(rows) <= ANNOTATE_LIMIT:
+        _label_points(ax, rows, accuracy, areas)
+    if baseline is not None:
+        base_x = _baseline_value(baseline, keys.LATENCY_MS)
+        ax.scatter([base_x], [_baseline_value(baseline, accuracy)], s=260, marker="*",
+                   color="black", zorder=4)
+        handles.append(_legend_marker("black", "*", "baseline"))
+    fig.legend(handles=handles, title="technique", loc="outside right upper", frameon=False)
+    _size_legend(fig, reference)
+    ax.margins(0.12)
+    ax.set_xlabel("median latency per batch (ms)")
+    ax.set_ylabel(keys.METRICS[accuracy].description)
+    ax.grid(alpha=0.3)
+    ax.set_title(title or "Accuracy vs latency (bubble area ∝ disk size)")
+    return fig
+
+
+def _legend_marker(colour: str, marker: str, label: str) -> Line2D:
+    return Line2D([], [], linestyle="", marker=marker, markersize=10, color=colour, label=label,
+                  markeredgecolor="black", markeredgewidth=0.6)
+
+
+def _size_legend(fig: Figure, reference: float) -> None:
+    """A second legend: reference bubbles for a few disk sizes (MB)."""
+    sizes = [s for s in MaxNLocator(nbins=3).tick_values(0, reference) if 0 < s <= reference]
+    handles = [
+        Line2D([], [], linestyle="", marker="o", markerfacecolor="lightgray",
+               markeredgecolor="black",
+               markersize=math.sqrt(float(_bubble_area(np.array([s]), reference)[0])))
+        for s in sizes
+    ]
+    fig.legend(handles, [f"{s:g} MB" for s in sizes], title="disk size", loc="outside right lower",
+               frameon=False, labelspacing=1.8, borderpad=1.2)
+
+
+def save(fig: Figure, path: str | Path, dpi: int = 150) -> Path:
+    """Write ``fig`` to ``path`` (format from the suffix, e.g. .png or .svg); returns the path."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target, dpi=dpi, bbox_inches="tight")
+    return target
+

@@ -1,0 +1,310 @@
+"""Output formats of the leaderboard: a rich terminal table, csv, markdown, json and html.
+
+``csv`` and ``json`` carry every column with full precision (for tools); ``table``, ``markdown``
+and ``html`` show a readable subset, formatted for people: ratios with 2 decimals, OCS with 3,
+latency in ms with 2, Pareto membership as symbols. Works on any DataFrame; columns it does not
+know are shown as they are. MultiIndex columns (such as ``pivot_by_hardware``'s) are flattened to
+``"a | b"``.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pandas as pd
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from netzip_mlflow.errors import ConfigError
+from netzip_mlflow.tracking import keys
+
+Format = Literal["table", "csv", "markdown", "json", "html"]
+FORMATS: tuple[str, ...] = ("table", "csv", "markdown", "json", "html")
+
+PARETO_LATENCY_SYMBOL = "◆"
+PARETO_SIZE_SYMBOL = "●"
+PARETO_LEGEND = (
+    f"{PARETO_LATENCY_SYMBOL} Pareto front accuracy vs latency, "
+    f"{PARETO_SIZE_SYMBOL} Pareto front accuracy vs disk size"
+)
+LEVEL_SEPARATOR = " | "
+
+
+@dataclass(frozen=True)
+class ColumnStyle:
+    """How one column is shown to people: header, value formatter, alignment."""
+
+    header: str
+    fmt: Callable[[object], str]
+    numeric: bool = True
+
+
+def _missing(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _number(decimals: int) -> Callable[[object], str]:
+    def fmt(value: object) -> str:
+        if _missing(value):
+            return "—"
+        if isinstance(value, (int, float)):
+            return f"{value:.{decimals}f}"
+        return str(value)
+
+    return fmt
+
+
+def _general(value: object) -> str:
+    if _missing(value):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _count(value: Any) -> str:
+    return "—" if _missing(value) else f"{float(value):,.0f}"
+
+
+def _scientific(value: Any) -> str:
+    return "—" if _missing(value) else f"{float(value):.3g}"
+
+
+def _text(header: str) -> ColumnStyle:
+    return ColumnStyle(header, _general, numeric=False)
+
+
+STYLES: dict[str, ColumnStyle] = {
+    "rank": ColumnStyle("#", _general),
+    "recipe": _text("recipe"),
+    "technique": _text("technique"),
+    "hardware": _text("hw"),
+    "study": _text("study"),
+    keys.RATIO_PERFORMANCE: ColumnStyle("P", _number(2)),
+    keys.RATIO_SPEEDUP: ColumnStyle("S", _number(2)),
+    keys.RATIO_COMPRESSION: ColumnStyle("C", _number(2)),
+    keys.RATIO_EFFICIENCY: ColumnStyle("E", _number(2)),
+    keys.OCS: ColumnStyle("OCS", _number(3)),
+    keys.TOP1: ColumnStyle("top1", _number(4)),
+    keys.MAP50: ColumnStyle("mAP50", _number(4)),
+    keys.LATENCY_MS: ColumnStyle("lat ms", _number(2)),
+    keys.CHATS: ColumnStyle("CHATS", _scientific),
+    keys.DISK_MB: ColumnStyle("MB", _number(2)),
+    keys.PARAMS: ColumnStyle("params", _count),
+    keys.ENERGY_PER_SAMPLE: ColumnStyle("J/sample", _scientific),
+    keys.CIE_CLASSES: ColumnStyle("CIE", _count),
+    "pareto": _text("Pareto"),
+    "status": _text("status"),
+    "note": _text("note"),
+    "error": _text("error"),
+}
+
+DISPLAY_COLUMNS: tuple[str, ...] = (
+    "rank", "recipe", "technique", "hardware",
+    keys.RATIO_PERFORMANCE, keys.RATIO_SPEEDUP, keys.RATIO_COMPRESSION, keys.RATIO_EFFICIENCY,
+    keys.OCS, keys.TOP1, keys.MAP50, keys.LATENCY_MS, keys.DISK_MB, keys.CIE_CLASSES,
+    "pareto", "note", "error",
+)
+"""The readable subset shown to people, in order (those present in the frame)."""
+
+PRIORITY: tuple[str, ...] = (
+    "rank", "recipe", keys.OCS, keys.RATIO_PERFORMANCE, keys.RATIO_SPEEDUP, keys.RATIO_COMPRESSION,
+    keys.RATIO_EFFICIENCY, keys.TOP1, keys.MAP50, keys.LATENCY_MS, keys.DISK_MB, "pareto", "note",
+    "hardware", "technique", keys.CIE_CLASSES, "error",
+)
+"""Which readable columns stay first when the terminal is too narrow for all of them."""
+
+
+def flatten_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """MultiIndex columns (and a named index) flattened into plain string columns."""
+    out = df.copy()
+    if isinstance(out.columns, pd.MultiIndex):
+        out.columns = [
+            LEVEL_SEPARATOR.join(str(level) for level in col if str(level)) for col in out.columns
+        ]
+    if out.index.name is not None or isinstance(out.index, pd.MultiIndex):
+        out = out.reset_index()
+    return out
+
+
+def _with_pareto(df: pd.DataFrame) -> pd.DataFrame:
+    """Replace the two boolean Pareto flags by one ``pareto`` column of symbols."""
+    if "pareto_latency" not in df.columns and "pareto_size" not in df.columns:
+        return df
+    latency = df.get("pareto_latency", pd.Series(False, index=df.index)).fillna(False).astype(bool)
+    size = df.get("pareto_size", pd.Series(False, index=df.index)).fillna(False).astype(bool)
+    symbols = latency.map({True: PARETO_LATENCY_SYMBOL, False: ""}) + size.map(
+        {True: PARETO_SIZE_SYMBOL, False: ""}
+    )
+    return df.assign(pareto=symbols)
+
+
+def _style(column: str, values: pd.Series) -> ColumnStyle:
+    """The style of a column; a flattened ``"hw | metric"`` column is styled by its metric."""
+    if column in STYLES:
+        return STYLES[column]
+    last = column.split(LEVEL_SEPARATOR)[-1]
+    if last in STYLES:
+        base = STYLES[last]
+        return ColumnStyle(column[: -len(last)] + base.header, base.fmt, base.numeric)
+    return ColumnStyle(column, _general, pd.api.types.is_numeric_dtype(values))
+
+
+def _shown_columns(flat: pd.DataFrame, columns: Sequence[str] | None) -> list[str]:
+    """The requested columns, or the readable subset present (empty note/error columns dropped)."""
+    if columns is not None:
+        missing = [c for c in columns if c not in flat.columns]
+        if missing:
+            raise ConfigError(
+                "columns", f"not in the frame: {missing}", f"pick from {list(flat.columns)}"
+            )
+        return list(columns)
+    known = [c for c in DISPLAY_COLUMNS if c in flat.columns] + [
+        c for c in flat.columns if LEVEL_SEPARATOR in c and c.split(LEVEL_SEPARATOR)[-1] in STYLES
+    ]
+    if not known:
+        return list(flat.columns)
+    return [c for c in known if c not in ("note", "error") or flat[c].fillna("").astype(bool).any()]
+
+
+def _prepared(df: pd.DataFrame, columns: Sequence[str] | None) -> tuple[pd.DataFrame, list[str]]:
+    flat = _with_pareto(flatten_columns(df))
+    return flat, _shown_columns(flat, columns)
+
+
+def display_frame(df: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The people-facing frame: readable columns as formatted strings under short headers."""
+    flat, shown = _prepared(df, columns)
+    styles = [_style(c, flat[c]) for c in shown]
+    return pd.DataFrame(
+        {s.header: [s.fmt(v) for v in flat[c].tolist()] for c, s in zip(shown, styles)},
+        index=flat.index,
+    )
+
+
+def _markdown_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    """A GitHub-flavoured markdown table of a frame of strings (no ``tabulate`` needed)."""
+    header = [_markdown_cell(str(c)) for c in df.columns]
+    rows = [[_markdown_cell(str(v)) for v in row] for row in df.itertuples(index=False)]
+    widths = [max([len(h), 3, *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    separator = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(header), separator, *(line(r) for r in rows)]) + "\n"
+
+
+def _width(column: str, style: ColumnStyle, texts: list[str]) -> int:
+    """Characters a column needs: numbers in full, text folded at 20 (note/error cut at 40)."""
+    longest = max([len(style.header), *(len(t) for t in texts)])
+    if style.numeric:
+        return longest
+    return min(longest, 40 if column in ("note", "error") else 20)
+
+
+def _fit(shown: list[str], widths: dict[str, int], width: int) -> list[str]:
+    """The columns that fit in ``width`` characters, taken in :data:`PRIORITY` order."""
+    rank = {c: i for i, c in enumerate(PRIORITY)}
+    kept: set[str] = set()
+    used = 0
+    for column in sorted(shown, key=lambda c: rank.get(c, len(PRIORITY))):
+        need = widths[column] + 3  # one space of padding each side and the column divider
+        if kept and used + need > width:
+            continue
+        kept.add(column)
+        used += need
+    return [c for c in shown if c in kept]
+
+
+def build_table(
+    df: pd.DataFrame,
+    title: str | None = "NetZIP leaderboard",
+    columns: Sequence[str] | None = None,
+    width: int | None = None,
+) -> Table:
+    """A rich Table of the readable columns; negative OCS in red, Pareto symbols explained.
+
+    With ``width`` (the console's, in characters) and no explicit ``columns``, the least important
+    columns are left out until the table fits, and the caption names them.
+    """
+    flat, shown = _prepared(df, columns)
+    styles = {c: _style(c, flat[c]) for c in shown}
+    cells = {c: [styles[c].fmt(v) for v in flat[c].tolist()] for c in shown}
+    fitted = shown
+    if width is not None and columns is None:
+        fitted = _fit(shown, {c: _width(c, styles[c], cells[c]) for c in shown}, width)
+    notes = [PARETO_LEGEND] if "pareto" in fitted else []
+    hidden = [styles[c].header for c in shown if c not in fitted]
+    if hidden:
+        notes.append(f"hidden to fit the terminal: {', '.join(hidden)} (use csv/json for all)")
+    caption = Text("\n".join(notes)) if notes else None  # Text: no markup in hardware names
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    for column in fitted:
+        header = Text(styles[column].header)  # a Text, so "[pc01]" is not read as markup
+        if styles[column].numeric:
+            table.add_column(header, justify="right", no_wrap=True)
+        else:
+            wide = column in ("note", "error")
+            table.add_column(header, overflow="ellipsis" if wide else "fold",
+                             max_width=40 if wide else None)
+    is_ocs = [c.split(LEVEL_SEPARATOR)[-1] == keys.OCS for c in fitted]
+    raw = [flat[c].tolist() for c in fitted]
+    for i in range(len(flat)):
+        table.add_row(*(
+            Text(cells[c][i], style="bold red" if ocs and _is_negative(values[i]) else "")
+            for c, values, ocs in zip(fitted, raw, is_ocs)
+        ))
+    return table
+
+
+def _is_negative(value: object) -> bool:
+    return isinstance(value, (int, float)) and not _missing(value) and value < 0
+
+
+def print_table(
+    df: pd.DataFrame,
+    console: Console | None = None,
+    title: str | None = "NetZIP leaderboard",
+    columns: Sequence[str] | None = None,
+) -> None:
+    """Print the leaderboard to the terminal with rich (a new Console when none is given)."""
+    console = console or Console()
+    console.print(build_table(df, title, columns, width=console.width))
+
+
+def render(df: pd.DataFrame, fmt: Format = "table", columns: Sequence[str] | None = None) -> str:
+    """The frame as text in one of :data:`FORMATS`.
+
+    ``csv`` and ``json`` (a list of records; NaN as ``null``) carry every column unless ``columns``
+    is given; ``table`` (plain text, no colours), ``markdown`` and ``html`` show the readable
+    subset.
+    """
+    if fmt not in FORMATS:
+        raise ConfigError("fmt", f"unknown format {fmt!r}", f"use one of: {', '.join(FORMATS)}")
+    if fmt in ("csv", "json"):
+        flat = flatten_columns(df)
+        data = flat if columns is None else flat[list(columns)]
+        if fmt == "csv":
+            return data.to_csv(index=False)
+        return data.to_json(orient="records", force_ascii=False)
+    if fmt == "table":
+        buffer = io.StringIO()
+        console = Console(file=buffer, width=200, color_system=None, force_terminal=False)
+        console.print(build_table(df, title=None, columns=columns))
+        return buffer.getvalue()
+    shown = display_frame(df, columns)
+    if fmt == "markdown":
+        return to_markdown(shown)
+    return shown.to_html(index=False, escape=True, border=0)

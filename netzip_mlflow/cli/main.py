@@ -1,0 +1,175 @@
+"""The ``netzip`` command: a thin layer over the public API.
+
+Subcommands: ``run`` (a study), ``leaderboard``, ``evaluate`` (one model file), ``plot`` (the paper's
+plots as files) and ``techniques`` (the recipe catalogue). Errors print one line and exit 2; a study in
+which some recipe failed exits 1 after running the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from netzip_mlflow.errors import NetzipError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _ratio_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("recompute ratios and OCS from the logged metrics")
+    g.add_argument("--performance-metric")
+    g.add_argument("--speedup-metric", help="e.g. speed/latency_ms (default speed/chats)")
+    g.add_argument("--compression-metric")
+    g.add_argument("--efficiency-metric")
+    g.add_argument("--weights", help="four comma-separated OCS weights, e.g. 1,1,1,1")
+    g.add_argument("--zeta", type=float, help="hardware constant of the speedup ratio")
+
+
+def _ratio_config(args: argparse.Namespace):
+    from netzip_mlflow.analysis.ratios import RatioConfig
+    from netzip_mlflow.errors import ConfigError
+
+    given = {
+        "performance": args.performance_metric,
+        "speedup": args.speedup_metric,
+        "compression": args.compression_metric,
+        "efficiency": args.efficiency_metric,
+        "zeta": args.zeta,
+    }
+    overrides = {k: v for k, v in given.items() if v is not None}
+    if args.weights:
+        try:
+            weights = tuple(float(w) for w in args.weights.split(","))
+        except ValueError:
+            raise ConfigError("--weights", f"{args.weights!r} is not four comma-separated numbers") from None
+        overrides["weights"] = weights
+    return RatioConfig(**overrides) if overrides else None
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="netzip", description="Compare neural-network compression with the NetZIP metrics in MLflow.")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a study YAML: baseline, recipes, leaderboard")
+    run.add_argument("study", type=Path)
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a field, e.g. --set data.path=/data/images (repeatable)")
+    run.add_argument("--no-progress", action="store_true")
+
+    board = sub.add_parser("leaderboard", help="rank compressed runs by OCS (from MLflow queries only)")
+    board.add_argument("--experiment", required=True, action="append", help="experiment name (repeatable)")
+    board.add_argument("--study")
+    board.add_argument("--technique")
+    board.add_argument("--hardware", help="netzip.hw.id or CPU name")
+    board.add_argument("--sort", default="ocs")
+    board.add_argument("--format", default="table", choices=["table", "csv", "markdown", "json", "html"])
+    board.add_argument("--include-failed", action="store_true")
+    board.add_argument("--by", choices=["hardware"], help="show recipes across machines side by side")
+    _ratio_args(board)
+
+    plot = sub.add_parser("plot", help="write the radar, OCS bar and bubble plots as PNG files")
+    plot.add_argument("--experiment", required=True, action="append")
+    plot.add_argument("--study")
+    plot.add_argument("--out", type=Path, default=Path("netzip-plots"))
+    plot.add_argument("--top-k", type=int, default=5)
+    _ratio_args(plot)
+
+    sub.add_parser("techniques", help="list compression techniques and their parameters")
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from netzip_mlflow.analysis.render import print_table
+    from netzip_mlflow.config.loader import parse_override
+    from netzip_mlflow.study.runner import run_study
+
+    overrides = dict(parse_override(o) for o in args.overrides)
+    result = run_study(args.study, overrides, progress=not args.no_progress)
+    if result.leaderboard is not None and not result.leaderboard.empty:
+        print_table(result.leaderboard, console=console, title=f"OCS leaderboard — study {result.study}")
+    import mlflow
+
+    console.print(f"\nRuns are in experiment [bold]{result.experiment}[/] at {mlflow.get_tracking_uri()}")
+    console.print(f"Open the MLflow UI:  mlflow ui --backend-store-uri {mlflow.get_tracking_uri()}")
+    if result.failed:
+        for outcome in result.failed:
+            err_console.print(f"[red]FAILED[/] {outcome.recipe} ({outcome.technique}): {outcome.error}")
+        err_console.print(f"{len(result.failed)} of {len(result.outcomes)} recipes failed; see their runs' netzip.error tags")
+        return 1
+    return 0
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    from netzip_mlflow.analysis.leaderboard import leaderboard, leaderboard_by_hardware
+    from netzip_mlflow.analysis.render import print_table, render
+
+    kwargs = dict(study=args.study, technique=args.technique, hardware=args.hardware, ratio_config=_ratio_config(args))
+    if args.by == "hardware":
+        board = leaderboard_by_hardware(args.experiment, **kwargs)
+    else:
+        board = leaderboard(args.experiment, sort=args.sort, include_failed=args.include_failed, **kwargs)
+    if args.format == "table":
+        print_table(board, console=console, title="OCS leaderboard")
+    else:
+        sys.stdout.write(render(board, args.format))
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from netzip_mlflow.analysis.leaderboard import leaderboard
+    from netzip_mlflow.analysis.plots import bubble_plot, ocs_bar_plot, radar_plot, save
+
+    board = leaderboard(args.experiment, study=args.study, ratio_config=_ratio_config(args))
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, fig in (("radar", radar_plot(board, top_k=args.top_k)), ("ocs_bars", ocs_bar_plot(board)), ("accuracy_latency_bubbles", bubble_plot(board))):
+        path = save(fig, args.out / f"{name}.png")
+        console.print(f"wrote {path}")
+    return 0
+
+
+def _cmd_techniques(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from netzip_mlflow.compression.registry import list_techniques
+
+    table = Table(title="Compression techniques", show_lines=True)
+    for col in ("technique", "description", "parameters (default)"):
+        table.add_column(col)
+    for spec in list_techniques():
+        params = "\n".join(p.describe() for p in spec.params)
+        table.add_row(spec.name, spec.description, params or "-")
+    console.print(table)
+    return 0
+
+
+COMMANDS = {"run": _cmd_run, "leaderboard": _cmd_leaderboard, "plot": _cmd_plot, "techniques": _cmd_techniques}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``netzip`` console script; returns the exit code."""
+    args = _build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    if args.tracking_uri:
+        import mlflow
+
+        mlflow.set_tracking_uri(args.tracking_uri)
+    try:
+        return COMMANDS[args.command](args)
+    except NetzipError as exc:
+        err_console.print(f"[red]error:[/] {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

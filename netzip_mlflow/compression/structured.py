@@ -1,0 +1,243 @@
+"""Global structured pruning (``prune_structured``): channels physically removed, graph-aware.
+
+torch-pruning builds the model's dependency graph (which channels of which layers must be removed
+together: a conv's output channels, the following BatchNorm, the next layer's input channels,
+residual additions...), ranks every channel group of the network in one global ranking and removes
+the lowest ``pruning_ratio`` of the channels. The tensors really shrink: fewer parameters, fewer
+MACs, a smaller ``state_dict`` and lower latency on ordinary dense kernels.
+
+The user states the goal as a reduction of parameters (``target: params``) or of MACs (``target:
+macs``); the channel ``pruning_ratio`` that reaches it is found by bisection, each trial pruning a
+fresh copy and measuring it with ``tp.utils.count_ops_and_params`` (MACs per sample). The chosen
+model is the trial whose reduction is at least ``amount`` and closest to it. The network's output
+layer (the last Conv/Linear to run: the classifier) is never pruned, so ``num_classes`` is kept.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from netzip_mlflow.compression.common import (
+    reference_shape,
+    require_data,
+    run_checked,
+    train_for_technique,
+)
+from netzip_mlflow.compression.result import CompressionResult
+from netzip_mlflow.compression.spec import (
+    AMOUNT,
+    LR,
+    OPTIMIZER,
+    SEED,
+    ParamSpec,
+    ParamValue,
+    TechniqueSpec,
+    TrainingHooks,
+    epochs_param,
+)
+from netzip_mlflow.errors import CompressionError
+from netzip_mlflow.models.training import iter_batches
+
+_IMPORTANCES: dict[str, Callable[[], tp.importance.Importance]] = {
+    "random": tp.importance.RandomImportance,
+    "l1": lambda: tp.importance.MagnitudeImportance(p=1),
+    "l2": lambda: tp.importance.MagnitudeImportance(p=2),
+    "taylor": tp.importance.TaylorImportance,
+}
+
+#: Bisection stops after this many trials or when the ratio interval is narrower than _MIN_STEP.
+_MAX_TRIALS = 20
+_MIN_STEP = 1e-3
+
+
+@dataclass
+class _Trial:
+    """One pruned copy: the channel ratio used, its size and cost, and its target reduction."""
+
+    ratio: float
+    model: nn.Module
+    params: int
+    macs: int
+    reduction: float
+
+
+def output_layer(model: nn.Module, example_inputs: torch.Tensor) -> tuple[str, nn.Module]:
+    """The last Conv/Linear module to run on ``example_inputs`` (the classifier), with its name.
+
+    Raises:
+        CompressionError: the model has no Conv or Linear layer.
+    """
+    ran: list[tuple[str, nn.Module]] = []
+    handles = [
+        m.register_forward_hook(lambda *_, n=n, m=m: ran.append((n, m)))
+        for n, m in model.named_modules()
+        if isinstance(m, nn.modules.conv._ConvNd | nn.Linear)
+    ]
+    try:
+        with torch.no_grad():
+            model(example_inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not ran:
+        raise CompressionError(
+            "prune_structured: the model runs no Conv or Linear layer, so there are no channels to "
+            "prune; use a quantization technique instead"
+        )
+    return ran[-1]
+
+
+def _measure(model: nn.Module, example_inputs: torch.Tensor) -> tuple[int, int]:
+    """``(MACs per sample, parameters)`` of ``model``."""
+    macs, params = tp.utils.count_ops_and_params(model, example_inputs[:1])
+    return int(macs), int(params)
+
+
+def _taylor_gradients(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """Fill ``.grad`` with the cross-entropy gradient of one batch (Taylor importance needs it)."""
+    model.zero_grad(set_to_none=True)
+    inputs, targets = batch
+    nn.functional.cross_entropy(model(inputs), targets).backward()
+
+
+@dataclass
+class _Pruner:
+    """Prunes fresh copies of ``model`` at a given channel ratio and measures them."""
+
+    model: nn.Module
+    example_inputs: torch.Tensor
+    importance: str
+    seed: int
+    target: str
+    base: tuple[int, int]  # (macs, params) of the unpruned model
+    ignored_name: str
+    grad_batch: tuple[torch.Tensor, torch.Tensor] | None
+
+    def trial(self, ratio: float) -> _Trial:
+        model = copy.deepcopy(self.model)
+        ignored = model.get_submodule(self.ignored_name)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            pruner = tp.pruner.BasePruner(
+                model, self.example_inputs[:1], importance=_IMPORTANCES[self.importance](),
+                global_pruning=True, pruning_ratio=ratio, ignored_layers=[ignored],
+            )
+            if self.grad_batch is not None:
+                _taylor_gradients(model, self.grad_batch)
+            pruner.step()
+        model.zero_grad(set_to_none=True)
+        macs, params = _measure(model, self.example_inputs)
+        before = self.base[0] if self.target == "macs" else self.base[1]
+        after = macs if self.target == "macs" else params
+        return _Trial(ratio, model, params, macs, 1.0 - after / before)
+
+
+def _search(pruner: _Pruner, amount: float, tolerance: float) -> tuple[_Trial, int]:
+    """Bisect the channel ratio for a reduction in ``[amount, amount + tolerance]``.
+
+    Returns:
+        The feasible trial (reduction >= ``amount``) with the smallest reduction, and the number of
+        trials.
+
+    Raises:
+        CompressionError: no ratio reaches ``amount``.
+    """
+    low, high = 0.0, 1.0
+    best: _Trial | None = None
+    most = 0.0
+    trials = 0
+    while trials < _MAX_TRIALS and high - low > _MIN_STEP:
+        trial = pruner.trial((low + high) / 2)
+        trials += 1
+        most = max(most, trial.reduction)
+        if trial.reduction < amount:
+            low = trial.ratio
+            continue
+        high = trial.ratio
+        if best is None or trial.reduction < best.reduction:
+            best = trial
+        if trial.reduction - amount <= tolerance:
+            break
+    if best is None:
+        raise CompressionError(
+            f"prune_structured: no channel pruning ratio removes {amount:.1%} of the "
+            f"{pruner.target} (at most {most:.1%} was reached); lower params.amount"
+        )
+    return best, trials
+
+
+def _prune_structured(
+    model: nn.Module,
+    params: dict[str, ParamValue],
+    data: Iterable | None,
+    example_inputs: torch.Tensor | None,
+    hooks: TrainingHooks,
+) -> CompressionResult:
+    """Remove channels globally until the parameter or MAC reduction reaches ``amount``."""
+    model = model.eval()
+    importance = str(params["importance"])
+    grad_batch = None
+    if importance == "taylor":
+        why = "for Taylor importance (gradients of a batch)"
+        data = require_data(data, "prune_structured", why)
+        grad_batch = next(iter_batches(data, limit=1))
+    expected = reference_shape(model, example_inputs)
+    ignored_name, _ = output_layer(model, example_inputs)
+    pruner = _Pruner(
+        model, example_inputs, importance, int(params["seed"]), str(params["target"]),
+        _measure(model, example_inputs), ignored_name, grad_batch,
+    )
+    best, trials = _search(pruner, float(params["amount"]), float(params["tolerance"]))
+    pruned = best.model
+    info: dict[str, ParamValue] = {
+        "importance": importance,
+        "target": pruner.target,
+        "channel_ratio": best.ratio,
+        "search_trials": trials,
+        "ignored_layers": ignored_name,
+        "params_before": pruner.base[1],
+        "params_after": best.params,
+        "macs_before": pruner.base[0],
+        "macs_after": best.macs,
+        "param_reduction": 1.0 - best.params / pruner.base[1],
+        "mac_reduction": 1.0 - best.macs / pruner.base[0],
+    }
+    info.update(
+        train_for_technique(
+            pruned, data, params, int(params["finetune_epochs"]), hooks, "prune_structured",
+            "finetune",
+        )
+    )
+    run_checked(pruned, example_inputs, expected, "prune_structured")
+    return CompressionResult(pruned.eval(), info)
+
+
+PRUNE_STRUCTURED = TechniqueSpec(
+    name="prune_structured",
+    description="global channel pruning with physical removal (torch-pruning dependency graph)",
+    params=(
+        replace(AMOUNT, help="fraction (0-1) of the parameters or MACs to remove, see target"),
+        ParamSpec("target", str, "params", "what amount refers to: parameters or MACs",
+                  choices=("params", "macs")),
+        ParamSpec("importance", str, "l1", "channel ranking: random, l1, l2 (weight magnitude) or "
+                  "taylor (gradient x weight on one data batch)", choices=tuple(_IMPORTANCES)),
+        ParamSpec("tolerance", float, 0.01, "accepted overshoot of the reduction above amount",
+                  low=0.0, high=1.0, low_inclusive=False),
+        epochs_param("finetune_epochs", 0, "fine-tuning epochs after pruning"),
+        LR,
+        OPTIMIZER,
+        SEED,
+    ),
+    needs_data=False,
+    needs_example_inputs=True,
+    data_usage="example inputs for the dependency graph; a batch for taylor; fine-tuning batches",
+    apply=_prune_structured,
+)
+
+TECHNIQUES: tuple[TechniqueSpec, ...] = (PRUNE_STRUCTURED,)

@@ -1,0 +1,53 @@
+"""Settings of one evaluation (``nz.EvaluationConfig``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from netzip_mlflow.analysis.ratios import RatioConfig
+from netzip_mlflow.errors import ConfigError
+from netzip_mlflow.evaluation.latency import LatencySettings
+
+TASKS = ("classification",)
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """How a model is measured.
+
+    Attributes:
+        batch_size: samples per batch for latency, throughput, CPU, RAM and energy (paper: 1).
+        eval_batch_size: samples per batch for the accuracy pass.
+        threads: torch intra-op threads during the runtime measurement (recorded as a param).
+        isolate: measure latency, CPU, RAM and energy in a freshly spawned process per model.
+        device: ``"cpu"`` or ``"cuda"`` (``"cuda:N"``).
+        latency: the adaptive latency protocol's settings.
+        idle_s: seconds of idle power measured right before the energy window.
+        power_log: a CSV of ``timestamp,watts`` from an external meter, integrated over the window.
+        ratios: which metric feeds each ratio, OCS weights and zeta.
+        class_names: names for the class-level report (index = label).
+        progress: show progress bars.
+    """
+
+    batch_size: int = 1
+    eval_batch_size: int = 256
+    threads: int = 1
+    isolate: bool = True
+    device: str = "cpu"
+    latency: LatencySettings = field(default_factory=LatencySettings)
+    idle_s: float = 1.0
+    power_log: Path | None = None
+    ratios: RatioConfig = field(default_factory=RatioConfig)
+    class_names: tuple[str, ...] | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "eval_batch_size", "threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"evaluation.{name}", f"must be a positive integer, got {value!r}")
+        if self.idle_s < 0:
+            raise ConfigError("evaluation.idle_s", f"must be >= 0 seconds, got {self.idle_s}")
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ConfigError("evaluation.device", f"must be 'cpu' or 'cuda[:N]', got {self.device!r}")

@@ -1,0 +1,34 @@
+"""The isolated runtime-measurement worker: ``python -m netzip_mlflow.evaluation.worker IN OUT``.
+
+Reads its RSS with its libraries imported, then loads the payload (model, sample, settings) that its parent process wrote to a
+private temporary file a moment ago, measures, and writes metrics and tags as JSON to ``OUT``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from netzip_mlflow.evaluation.resources import current_rss_bytes
+from netzip_mlflow.evaluation.runtime import measure_runtime
+
+
+def main(argv: list[str]) -> int:
+    """Run one measurement; returns the exit code."""
+    payload_path, out_path = Path(argv[0]), Path(argv[1])
+    rss_before = current_rss_bytes()  # libraries loaded, model not yet
+    # Written by our own parent process from its in-memory model, in a private temp dir: trusted.
+    payload = torch.load(payload_path, weights_only=False)
+    settings = payload["settings"]
+    model = payload["model"].to(settings.device).eval()
+    sample = payload["sample"].to(settings.device)
+    result = measure_runtime(model, sample, settings, rss_before_bytes=rss_before)
+    out_path.write_text(json.dumps({"metrics": result.metrics, "tags": result.tags}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

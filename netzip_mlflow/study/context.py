@@ -1,0 +1,73 @@
+"""What a study's recipes share: the data, the baseline model and the evaluation settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from netzip_mlflow.analysis.ratios import RatioConfig
+from netzip_mlflow.config.schema import StudySpec
+from netzip_mlflow.data.builtin import SplitDataset, load_builtin
+from netzip_mlflow.data.folder import load_image_folder
+from netzip_mlflow.evaluation.latency import LatencySettings
+from netzip_mlflow.evaluation.settings import EvaluationConfig
+
+
+@dataclass
+class StudyData:
+    """The split dataset and its loaders (train shuffled with the study's seed, test in order)."""
+
+    split: SplitDataset
+    train: DataLoader
+    test: DataLoader
+
+
+def load_data(spec: StudySpec) -> StudyData:
+    """Load the study's dataset and make its loaders."""
+    d = spec.data
+    if d.builtin is not None:
+        split = load_builtin(d.builtin, d.test_fraction, spec.seed, d.limit)
+    else:
+        split = load_image_folder(d.path, d.image_size, d.channels, d.test_fraction, spec.seed)
+    generator = torch.Generator().manual_seed(spec.seed)
+    train = DataLoader(split.train, batch_size=d.batch_size, shuffle=True, generator=generator)
+    test = DataLoader(split.test, batch_size=spec.evaluation.eval_batch_size, shuffle=False)
+    return StudyData(split, train, test)
+
+
+def evaluation_config(spec: StudySpec, class_names: list[str], progress: bool = True) -> EvaluationConfig:
+    """The :class:`EvaluationConfig` a study's YAML describes."""
+    e = spec.evaluation
+    r = e.ratios
+    return EvaluationConfig(
+        batch_size=e.batch_size,
+        eval_batch_size=e.eval_batch_size,
+        threads=e.threads,
+        isolate=e.isolate,
+        device=e.device,
+        latency=LatencySettings(
+            warmup_s=e.latency.warmup_s,
+            target_ci_rel=e.latency.target_ci_rel,
+            budget_s=e.latency.budget_s,
+            min_samples=e.latency.min_samples,
+        ),
+        idle_s=e.idle_s,
+        power_log=e.power_log,
+        ratios=RatioConfig(r.performance, r.speedup, r.compression, r.efficiency, tuple(r.weights), r.zeta),
+        class_names=tuple(class_names),
+        progress=progress,
+    )
+
+
+def example_inputs(data: StudyData, n: int = 1) -> torch.Tensor:
+    """``n`` real training images, for tracing and dependency graphs."""
+    inputs, _ = next(iter(DataLoader(data.split.train, batch_size=n, shuffle=False)))
+    return inputs
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameter count (for a quick log line; the size metrics count more precisely)."""
+    return sum(p.numel() for p in model.parameters())

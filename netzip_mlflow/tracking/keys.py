@@ -1,0 +1,156 @@
+"""The metric-key schema: the single source of every metric name, its unit and its direction.
+
+The keys are a contract (DESIGN.md section 4); the CLI, the leaderboard, the plots and the README table
+are all generated from :data:`METRICS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric key with its unit, direction and meaning."""
+
+    key: str
+    unit: str
+    higher_is_better: bool
+    description: str
+
+
+def _m(key: str, unit: str, higher: bool, description: str) -> MetricSpec:
+    return MetricSpec(key, unit, higher, description)
+
+
+TOP1 = "accuracy/top1"
+TOP5 = "accuracy/top5"
+PRECISION_MACRO = "accuracy/precision_macro"
+RECALL_MACRO = "accuracy/recall_macro"
+F1_MACRO = "accuracy/f1_macro"
+PRECISION_MICRO = "accuracy/precision_micro"
+RECALL_MICRO = "accuracy/recall_micro"
+F1_MICRO = "accuracy/f1_micro"
+MAP50 = "accuracy/map50"
+MAP50_95 = "accuracy/map50_95"
+AGREEMENT = "accuracy/agreement"
+LATENCY_MS = "speed/latency_ms"
+LATENCY_MEAN_MS = "speed/latency_ms_mean"
+LATENCY_P90_MS = "speed/latency_ms_p90"
+LATENCY_P99_MS = "speed/latency_ms_p99"
+LATENCY_CI95_REL = "speed/latency_ci95_rel"
+LATENCY_SAMPLES = "speed/latency_n"
+THROUGHPUT = "speed/throughput_per_s"
+MACS = "speed/macs"
+MACS_EFFECTIVE = "speed/macs_effective"
+CHATS = "speed/chats"
+CHATS_EFFECTIVE = "speed/chats_effective"
+DISK_MB = "size/disk_mb"
+DISK_MB_GZIP = "size/disk_mb_gzip"
+PARAMS = "size/params"
+PARAMS_NONZERO = "size/params_nonzero"
+SPARSITY = "size/sparsity"
+CPU_UTIL = "resources/cpu_util_pct"
+CPU_BACKGROUND = "resources/cpu_background_pct"
+RAM_PEAK = "resources/ram_mb_peak"
+RAM_MODEL = "resources/ram_mb_model"
+GPU_UTIL = "resources/gpu_util_pct"
+GPU_MEM_PEAK = "resources/gpu_mem_mb_peak"
+ENERGY_PER_SAMPLE = "energy/joules_per_sample"
+POWER = "energy/power_w"
+IDLE_POWER = "energy/idle_power_w"
+RATIO_PERFORMANCE = "ratio/performance"
+RATIO_SPEEDUP = "ratio/speedup"
+RATIO_COMPRESSION = "ratio/compression"
+RATIO_EFFICIENCY = "ratio/efficiency"
+OCS = "ocs"
+CIE_CLASSES = "cie/impacted_classes"
+CIE_IMAGES = "cie/impacted_images"
+
+METRICS: dict[str, MetricSpec] = {
+    s.key: s
+    for s in (
+        _m(TOP1, "fraction", True, "top-1 accuracy"),
+        _m(TOP5, "fraction", True, "top-5 accuracy"),
+        _m(PRECISION_MACRO, "fraction", True, "precision, unweighted mean over classes"),
+        _m(RECALL_MACRO, "fraction", True, "recall, unweighted mean over classes"),
+        _m(F1_MACRO, "fraction", True, "F1, unweighted mean over classes"),
+        _m(PRECISION_MICRO, "fraction", True, "precision over all samples"),
+        _m(RECALL_MICRO, "fraction", True, "recall over all samples"),
+        _m(F1_MICRO, "fraction", True, "F1 over all samples"),
+        _m(MAP50, "fraction", True, "detection mean average precision at IoU 0.5"),
+        _m(MAP50_95, "fraction", True, "detection mAP averaged over IoU 0.5:0.95"),
+        _m(AGREEMENT, "fraction", True, "share of samples whose top-1 equals the baseline's"),
+        _m(LATENCY_MS, "ms", False, "median latency of one batch"),
+        _m(LATENCY_MEAN_MS, "ms", False, "mean latency of one batch"),
+        _m(LATENCY_P90_MS, "ms", False, "90th percentile latency of one batch"),
+        _m(LATENCY_P99_MS, "ms", False, "99th percentile latency of one batch"),
+        _m(LATENCY_CI95_REL, "fraction", False, "half-width of the 95% CI of the median / median"),
+        _m(LATENCY_SAMPLES, "count", True, "timed batches behind the latency figures"),
+        _m(THROUGHPUT, "samples/s", True, "samples per second at the latency batch size"),
+        _m(MACS, "MACs", False, "multiply-accumulates per sample as executed"),
+        _m(MACS_EFFECTIVE, "MACs", False, "MACs scaled by each layer's weight density"),
+        _m(CHATS, "MAC-bits", False, "sum over layers of MACs x weight bit-width"),
+        _m(CHATS_EFFECTIVE, "MAC-bits", False, "CHATS from the effective MACs"),
+        _m(DISK_MB, "MB (1e6 B)", False, "serialized state_dict on disk"),
+        _m(DISK_MB_GZIP, "MB (1e6 B)", False, "the serialized model after gzip -9"),
+        _m(PARAMS, "count", False, "parameters, packed quantized weights included"),
+        _m(PARAMS_NONZERO, "count", False, "parameters that are not exactly zero"),
+        _m(SPARSITY, "fraction", True, "share of parameters that are zero"),
+        _m(CPU_UTIL, "% of machine", False, "evaluating process CPU use during inference"),
+        _m(CPU_BACKGROUND, "% of machine", False, "whole-machine CPU use just before inference"),
+        _m(RAM_PEAK, "MB (1e6 B)", False, "peak RSS of the evaluating process during inference"),
+        _m(RAM_MODEL, "MB (1e6 B)", False, "peak RSS minus RSS before the model was loaded"),
+        _m(GPU_UTIL, "%", False, "GPU utilisation during inference (NVML)"),
+        _m(GPU_MEM_PEAK, "MB (1e6 B)", False, "peak GPU memory allocated by the process"),
+        _m(ENERGY_PER_SAMPLE, "J", False, "energy per sample, idle power subtracted"),
+        _m(POWER, "W", False, "mean power during inference, idle subtracted"),
+        _m(IDLE_POWER, "W", False, "idle power measured just before inference"),
+        _m(RATIO_PERFORMANCE, "x", True, "compressed / original accuracy (paper eq. 10)"),
+        _m(RATIO_SPEEDUP, "x", True, "zeta x original / compressed speed metric (eq. 7)"),
+        _m(RATIO_COMPRESSION, "x", True, "original / compressed size (eq. 8)"),
+        _m(RATIO_EFFICIENCY, "x", True, "original / compressed energy (eq. 9)"),
+        _m(OCS, "score", True, "Overall Compression Success (paper eq. 11)"),
+        _m(CIE_CLASSES, "count", False, "classes impacted by compression (seed 002)"),
+        _m(CIE_IMAGES, "count", False, "images whose prediction changed (seed 002)"),
+    )
+}
+
+RATIO_KEYS: dict[str, str] = {
+    "performance": RATIO_PERFORMANCE,
+    "speedup": RATIO_SPEEDUP,
+    "compression": RATIO_COMPRESSION,
+    "efficiency": RATIO_EFFICIENCY,
+}
+
+# Tags (DESIGN.md section 4).
+TAG_ROLE = "netzip.role"
+TAG_STUDY = "netzip.study"
+TAG_BASELINE_RUN = "netzip.baseline_run_id"
+TAG_TECHNIQUE = "netzip.technique"
+TAG_RECIPE = "netzip.recipe"
+TAG_ENERGY_METER = "netzip.energy_meter"
+TAG_ERROR = "netzip.error"
+TAG_TASK = "netzip.task"
+TAG_MISSING_RATIOS = "netzip.ocs.missing_ratios"
+TAG_LATENCY_TARGET_MET = "netzip.latency.target_met"
+TAG_HW_PREFIX = "netzip.hw."
+TAG_SW_PREFIX = "netzip.sw."
+ROLE_STUDY = "study"
+ROLE_BASELINE = "baseline"
+ROLE_COMPRESSED = "compressed"
+
+
+def ratio_metric_tag(ratio: str) -> str:
+    """Tag naming the metric that fed ``ratio`` (e.g. ``netzip.ratio.speedup_metric``)."""
+    return f"netzip.ratio.{ratio}_metric"
+
+
+def higher_is_better(key: str) -> bool:
+    """Direction of a metric key; raises ``KeyError`` naming the key if it is unknown."""
+    try:
+        return METRICS[key].higher_is_better
+    except KeyError:
+        raise KeyError(
+            f"unknown metric key {key!r}; known keys: {', '.join(sorted(METRICS))}"
+        ) from None

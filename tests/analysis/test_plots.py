@@ -1,0 +1,137 @@
+"""The paper's plots drawn from a hand-made leaderboard frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import PathCollection
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+
+from netzip_mlflow.analysis.plots import (
+    NEGATIVE_COLOUR,
+    POSITIVE_COLOUR,
+    bubble_plot,
+    ocs_bar_plot,
+    radar_plot,
+    radial_range,
+    radial_ticks,
+    run_labels,
+    save,
+)
+from netzip_mlflow.errors import DataError
+from netzip_mlflow.tracking import keys
+
+RATIOS = [keys.RATIO_PERFORMANCE, keys.RATIO_SPEEDUP, keys.RATIO_COMPRESSION, keys.RATIO_EFFICIENCY]
+
+
+def board() -> pd.DataFrame:
+    """Five runs (two with negative OCS, one without a score) in leaderboard columns."""
+    rows = [
+        ("ptq_int8", "ptq", (1.0, 4.0, 4.0, 2.0), 7.0, 0.80, 5.0, 10.0),
+        ("fp16", "fp16", (1.0, 2.0, 2.0, 1.25), 2.25, 0.80, 8.0, 20.0),
+        ("prune_l1_50", "prune_unstructured", (0.9, 1.0, 1.0, 1.0), -0.081, 0.72, 10.0, 40.0),
+        ("prune_random_90", "prune_unstructured", (0.4, 1.0, 1.0, 1.0), -0.96, 0.32, 10.0, 40.0),
+        ("broken", "qat", (np.nan,) * 4, np.nan, np.nan, np.nan, np.nan),
+    ]
+    return pd.DataFrame([
+        {"recipe": r, "technique": t, "hardware": "pc01", **dict(zip(RATIOS, ratios)),
+         keys.OCS: score, keys.TOP1: top1, keys.LATENCY_MS: lat, keys.DISK_MB: disk}
+        for r, t, ratios, score, top1, lat, disk in rows
+    ])
+
+
+def _run_lines(fig: Figure) -> list:
+    ax = fig.axes[0]
+    return [line for line in ax.get_lines() if "(OCS " in str(line.get_label())]
+
+
+def test_radar_draws_top_k_runs_with_negative_ocs_inside_the_zero_ring() -> None:
+    fig = radar_plot(board(), top_k=4)
+    ax = fig.axes[0]
+    lines = _run_lines(fig)
+    assert len(lines) == 4  # the unscored run is not drawn
+    labels = [line.get_label() for line in lines]
+    assert labels[0].startswith("ptq_int8") and labels[-1].startswith("prune_random_90")
+    low, high = radial_range(board()[RATIOS + [keys.OCS]].head(4).to_numpy(float))
+    assert low < -0.96 and high > 7.0
+    assert ax.get_ylim() == pytest.approx((0.0, high - low))
+    worst = lines[-1].get_ydata()
+    ocs_radius = worst[4]  # axes P, S, C, E, OCS: OCS is the fifth vertex
+    zero_ring = next(line for line in ax.get_lines() if str(line.get_label()).startswith("0"))
+    assert ocs_radius == pytest.approx(-0.96 - low)
+    assert 0 < ocs_radius < zero_ring.get_ydata()[0]  # drawn, and inside the zero ring
+    unit_ring = next(line for line in ax.get_lines() if "ratio = 1" in str(line.get_label()))
+    assert unit_ring.get_ydata()[0] == pytest.approx(1.0 - low)
+    assert unit_ring.get_linestyle() != zero_ring.get_linestyle()
+    legend = fig.legends[0]
+    assert len(legend.get_texts()) == 2 + 4
+
+
+def test_radar_ticks_include_zero_one_and_the_negative_minimum() -> None:
+    values = np.array([[1.0, 4.0, 4.0, 2.0, 7.0], [0.4, 1.0, 1.0, 1.0, -3.0]])
+    low, high = radial_range(values)
+    ticks = radial_ticks(values, low, high)
+    assert 0.0 in ticks and 1.0 in ticks and min(ticks) < 0
+    assert all(low <= t <= high for t in ticks)
+
+
+def test_radar_top_k_limits_the_runs() -> None:
+    assert len(_run_lines(radar_plot(board(), top_k=2))) == 2
+
+
+def test_ocs_bars_sorted_with_negative_bars_in_another_colour() -> None:
+    fig = ocs_bar_plot(board())
+    ax = fig.axes[0]
+    bars = ax.patches
+    assert len(bars) == 4
+    widths = [bar.get_width() for bar in bars]
+    assert widths == sorted(widths, reverse=True) == [7.0, 2.25, -0.081, -0.96]
+    colours = [bar.get_facecolor() for bar in bars]
+    assert colours[:2] == [to_rgba(POSITIVE_COLOUR)] * 2
+    assert colours[2:] == [to_rgba(NEGATIVE_COLOUR)] * 2
+    assert ax.get_xlim()[0] < -0.96  # negative bars are inside the view
+    assert [t.get_text() for t in ax.get_yticklabels()][0] == "ptq_int8"
+    assert len(ocs_bar_plot(board(), top_k=2).axes[0].patches) == 2
+
+
+def test_bubble_plot_colours_techniques_and_scales_area_with_disk_size() -> None:
+    baseline = {keys.TOP1: 0.8, keys.LATENCY_MS: 10.0, keys.DISK_MB: 46.8}
+    fig = bubble_plot(board(), baseline=baseline)
+    ax = fig.axes[0]
+    scatters = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(scatters) == 3 + 1  # ptq, fp16, prune_unstructured + baseline
+    prune = next(c for c in scatters if len(c.get_offsets()) == 2)
+    sizes = prune.get_sizes()
+    ptq = scatters[[len(c.get_offsets()) for c in scatters].index(1)]
+    offsets = np.vstack([c.get_offsets() for c in scatters[:3]])
+    assert sorted(map(tuple, offsets)) == sorted(
+        [(5.0, 0.80), (8.0, 0.80), (10.0, 0.72), (10.0, 0.32)])
+    all_sizes = np.concatenate([c.get_sizes() for c in scatters[:3]])
+    disks = np.array([20.0, 40.0, 40.0, 10.0])  # fp16, prune x2, ptq (alphabetical techniques)
+    np.testing.assert_allclose(all_sizes / all_sizes[0], disks / disks[0])
+    assert sizes[0] == sizes[1] and ptq.get_sizes()[0] < sizes[0]
+    base = scatters[-1]
+    assert tuple(base.get_offsets()[0]) == (10.0, 0.8)
+    assert len(ax.texts) == 4  # one recipe label per plotted run
+    legend_labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend_labels == ["fp16", "prune_unstructured", "ptq", "baseline"]
+
+
+def test_run_labels_add_hardware_for_repeated_recipes() -> None:
+    df = pd.DataFrame({"recipe": ["ptq", "ptq", "fp16"], "hardware": ["pc", "pi", "pc"]})
+    assert run_labels(df) == ["ptq @ pc", "ptq @ pi", "fp16"]
+
+
+def test_save_writes_a_png(tmp_path) -> None:
+    path = save(ocs_bar_plot(board()), tmp_path / "plots" / "ocs.png")
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000
+
+
+def test_plots_explain_missing_data() -> None:
+    with pytest.raises(DataError, match="finite OCS"):
+        ocs_bar_plot(board().iloc[4:])
+    with pytest.raises(DataError, match="leaderboard"):
+        radar_plot(board().drop(columns=[keys.RATIO_SPEEDUP]))
