@@ -22,7 +22,8 @@ mlflow.set_experiment("netzip-example")
 with mlflow.start_run(run_name="baseline"):
     baseline = nz.evaluate(model, split.test, config=config)
 compressed = nz.compress(model, "prune_unstructured", params={"importance": "l1", "amount": 0.5})
-with mlflow.start_run(run_name="gup_l1_50"):
+# Tags name the recipe on the leaderboard; evaluate() adds the role and the baseline's run id.
+with mlflow.start_run(run_name="gup_l1_50", tags={"netzip.recipe": "gup_l1_50", "netzip.technique": "prune_unstructured"}):
     report = nz.evaluate(compressed.model, split.test, config=config, baseline=baseline)
 
 # 3. Read the numbers.

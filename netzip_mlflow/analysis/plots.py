@@ -194,9 +194,14 @@ def ocs_bar_plot(df: pd.DataFrame, top_k: int | None = None, title: str | None =
 # --------------------------------------------------------------------------------------------------
 
 
-def _bubble_area(disk_mb: np.ndarray, reference: float) -> np.ndarray:
-    """Marker area in points^2, proportional to disk size (the largest model gets ~1200 pt^2)."""
-    return np.where(np.isfinite(disk_mb), 1200.0 * disk_mb / reference, 30.0)
+def _bubble_area(disk_mb: np.ndarray, reference: float, largest: float) -> np.ndarray:
+    """Marker area in points^2, proportional to disk size; ``reference`` MB gets ``largest``."""
+    return np.where(np.isfinite(disk_mb), largest * disk_mb / reference, 30.0)
+
+
+def _largest_area(points: int) -> float:
+    """Area of the largest bubble: 1200 pt^2, shrinking once there are many points to overlap."""
+    return 1200.0 * min(1.0, math.sqrt(ANNOTATE_LIMIT / max(points, 1)))
 
 
 def _baseline_value(baseline: Mapping[str, Any] | pd.Series, key: str) -> float:
@@ -235,7 +240,8 @@ def bubble_plot(
     disk = rows[keys.DISK_MB].to_numpy(dtype=float)
     base_disk = _baseline_value(baseline, keys.DISK_MB) if baseline is not None else math.nan
     reference = float(np.nanmax(np.r_[disk, base_disk, 1e-9]))
-    areas = _bubble_area(disk, reference)
+    largest = _largest_area(len(rows))
+    areas = _bubble_area(disk, reference, largest)
 
     fig = Figure(figsize=(9, 6), layout="constrained")
     ax = fig.add_subplot()
@@ -255,7 +261,7 @@ def bubble_plot(
                    color="black", zorder=4)
         handles.append(_legend_marker("black", "*", "baseline"))
     fig.legend(handles=handles, title="technique", loc="outside right upper", frameon=False)
-    _size_legend(fig, reference)
+    _size_legend(fig, reference, largest)
     ax.margins(0.12)
     ax.set_xlabel("median latency per batch (ms)")
     ax.set_ylabel(keys.METRICS[accuracy].description)
@@ -269,13 +275,13 @@ def _legend_marker(colour: str, marker: str, label: str) -> Line2D:
                   markeredgecolor="black", markeredgewidth=0.6)
 
 
-def _size_legend(fig: Figure, reference: float) -> None:
+def _size_legend(fig: Figure, reference: float, largest: float) -> None:
     """A second legend: reference bubbles for a few disk sizes (MB)."""
     sizes = [s for s in MaxNLocator(nbins=3).tick_values(0, reference) if 0 < s <= reference]
     handles = [
         Line2D([], [], linestyle="", marker="o", markerfacecolor="lightgray",
                markeredgecolor="black",
-               markersize=math.sqrt(float(_bubble_area(np.array([s]), reference)[0])))
+               markersize=math.sqrt(float(_bubble_area(np.array([s]), reference, largest)[0])))
         for s in sizes
     ]
     fig.legend(handles, [f"{s:g} MB" for s in sizes], title="disk size", loc="outside right lower",

@@ -83,7 +83,13 @@ def predict(
     topk: list[np.ndarray] = []
     num_classes = 0
     try:
-        for i, (inputs, targets) in enumerate(tqdm(iter_checked(data), desc="predict", disable=not progress, leave=False)):
+        for i, (inputs, targets) in enumerate(tqdm(
+                iter_checked(data),
+                desc="predict",
+                total=len(data) if hasattr(data, "__len__") else None,
+                disable=not progress,
+                leave=False,
+            )):
             try:
                 out = model(model_input(inputs, model, device))
             except RuntimeError as exc:

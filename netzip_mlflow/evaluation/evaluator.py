@@ -172,6 +172,7 @@ def evaluate(
     }
     names = list(config.class_names) if config.class_names else [str(i) for i in range(predictions.num_classes)]
     report = EvaluationReport(metrics, tags, params, predictions, ops, class_names=names)
+    report.tags[keys.TAG_ROLE] = keys.ROLE_BASELINE if baseline is None else keys.ROLE_COMPRESSED
     if baseline is not None:
         compare(report, baseline, config)
     if log_to_mlflow:

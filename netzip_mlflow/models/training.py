@@ -172,7 +172,11 @@ def _train_epoch(
     model.train()
     total_loss, seen, correct, counted = 0.0, 0, 0, 0
     bar = tqdm(
-        iter_batches(data), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False
+        iter_batches(data),
+        desc=f"epoch {epoch + 1}/{epochs}",
+        total=len(data) if hasattr(data, "__len__") and not isinstance(data, Dataset) else None,
+        disable=not progress,
+        leave=False,
     )
     for step, (inputs, targets) in enumerate(bar):
         inputs, targets = inputs.to(device), targets.to(device)
