@@ -112,7 +112,7 @@ METRICS: dict[str, MetricSpec] = {
         _m(RATIO_EFFICIENCY, "x", True, "original / compressed energy (eq. 9)"),
         _m(OCS, "score", True, "Overall Compression Success (paper eq. 11)"),
         _m(CIE_CLASSES, "count", False, "classes impacted by compression (seed 002)"),
-        _m(CIE_IMAGES, "count", False, "images whose prediction changed (seed 002)"),
+        _m(CIE_IMAGES, "images", False, "estimated images impacted (seed 002 step 7)"),
     )
 }
 
