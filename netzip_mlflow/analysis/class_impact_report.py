@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -199,20 +199,27 @@ def plot_exemplar_grid(
     """Grid of the first ``max_items`` compression-identified exemplars (seed 002 Fig. 4).
 
     ``images`` holds every evaluated sample (N x C x H x W, C = 1 or 3, any float range), in the
-    order the predictions were made, so that ``impact.exemplars["index"]`` selects them. Each image
+    order the predictions were made, so that ``impact.exemplars["index"]`` selects them; or, for
+    large datasets, a mapping from sample index to that one C x H x W image. Each image
     is min-max scaled for display; its title gives the sample index, the true label, and the
     baseline and compressed predictions with a check or cross for right or wrong. ``class_names``
     overrides the names stored in ``impact``.
     """
     if isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1:
         raise ConfigError("max_items", f"must be a positive integer, got {max_items!r}")
-    array = _as_image_array(images)
     chosen = impact.exemplars.head(max_items)
-    if len(chosen) and int(chosen["index"].max()) >= len(array):
-        raise DataError(
-            f"exemplar index {int(chosen['index'].max())} is beyond the {len(array)} images given; "
-            "pass all evaluated images in the order they were predicted"
-        )
+    if isinstance(images, Mapping):
+        array = {int(i): _as_image_array(np.asarray(img)[None])[0] for i, img in images.items()}
+        absent = [int(i) for i in chosen["index"] if int(i) not in array]
+        if absent:
+            raise DataError(f"no image given for exemplar indices {absent[:5]}; pass them in the mapping")
+    else:
+        array = _as_image_array(images)
+        if len(chosen) and int(chosen["index"].max()) >= len(array):
+            raise DataError(
+                f"exemplar index {int(chosen['index'].max())} is beyond the {len(array)} images given; "
+                "pass all evaluated images in the order they were predicted"
+            )
     names = [str(n) for n in class_names] if class_names is not None else None
     if len(chosen) == 0:
         fig = Figure(figsize=(4.0, 1.5))

@@ -46,6 +46,7 @@ class EvaluationReport:
         ops: per-layer MACs / CHATS.
         impact: class-level impact against the baseline (compressed models with a baseline).
         baseline_top1: the baseline's top-1 predictions on the same samples, when compared.
+        exemplar_images: sample index -> image, for the first compression-identified exemplars.
         class_names: names of the classes, index = label.
         run_id: the MLflow run the report was logged to, if any.
     """
@@ -57,6 +58,7 @@ class EvaluationReport:
     ops: OpsReport
     impact: ClassImpact | None = None
     baseline_top1: np.ndarray | None = None
+    exemplar_images: dict[int, torch.Tensor] = field(default_factory=dict)
     class_names: list[str] = field(default_factory=list)
     run_id: str | None = None
 
@@ -88,6 +90,25 @@ def _sample(inputs: torch.Tensor, batch_size: int, model: nn.Module, device: str
         reps = math.ceil(batch_size / inputs.shape[0])
         inputs = inputs.repeat(reps, *([1] * (inputs.ndim - 1)))
     return model_input(inputs[:batch_size].clone(), model, device)
+
+
+EXEMPLAR_GRID = 16
+
+
+def gather_images(data: Iterable[Batch], indices: Iterable[int]) -> dict[int, torch.Tensor]:
+    """The input images at ``indices`` (positions in iteration order), reading only as far as needed."""
+    wanted = sorted(set(int(i) for i in indices))
+    found: dict[int, torch.Tensor] = {}
+    start = 0
+    for inputs, _ in data:
+        stop = start + inputs.shape[0]
+        for index in wanted:
+            if start <= index < stop:
+                found[index] = inputs[index - start].detach().cpu().float().clone()
+        start = stop
+        if not wanted or start > wanted[-1]:
+            break
+    return found
 
 
 def compare(report: EvaluationReport, baseline: EvaluationReport | str, config: EvaluationConfig) -> None:
@@ -175,6 +196,9 @@ def evaluate(
     report.tags[keys.TAG_ROLE] = keys.ROLE_BASELINE if baseline is None else keys.ROLE_COMPRESSED
     if baseline is not None:
         compare(report, baseline, config)
+        if report.impact is not None and len(report.impact.exemplars):
+            first = report.impact.exemplars["index"].head(EXEMPLAR_GRID)
+            report.exemplar_images = gather_images(batches, first)
     if log_to_mlflow:
         from netzip_mlflow.tracking.logging import log_report
 

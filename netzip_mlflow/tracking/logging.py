@@ -59,6 +59,7 @@ def log_report(report: EvaluationReport, run_id: str | None = None, client: Mlfl
 def _write_impact(report: EvaluationReport, folder: Path) -> None:
     from netzip_mlflow.analysis.class_impact_report import (
         plot_confusion_matrices,
+        plot_exemplar_grid,
         write_exemplars_csv,
         write_per_class_csv,
     )
@@ -74,4 +75,5 @@ def _write_impact(report: EvaluationReport, folder: Path) -> None:
         report.class_names,
         folder / "confusion_matrices.png",
     )
-
+    if report.exemplar_images:
+        plot_exemplar_grid(report.exemplar_images, impact, report.class_names, folder / "exemplars.png")

@@ -144,6 +144,8 @@ def test_study_run_has_leaderboard_and_plots(study):
     compressed = runs["ptq_int8"].info.run_id
     impact = {a.path for a in client.list_artifacts(compressed, "class_impact")}
     assert "class_impact/per_class.csv" in impact and "class_impact/confusion_matrices.png" in impact
+    structured = {a.path for a in client.list_artifacts(runs["structured_50"].info.run_id, "class_impact")}
+    assert "class_impact/exemplars.png" in structured  # a 50 % pruned model disagrees somewhere
     ops = client.download_artifacts(compressed, "ops/per_layer.csv")
     table = pd.read_csv(ops)
     assert table["macs"].sum() == runs["ptq_int8"].data.metrics[keys.MACS]
