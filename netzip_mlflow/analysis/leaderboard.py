@@ -39,9 +39,10 @@ RAW_METRICS: tuple[str, ...] = (
     keys.CHATS,
     keys.DISK_MB,
     keys.PARAMS,
+    keys.PARAMS_NONZERO,
     keys.ENERGY_PER_SAMPLE,
 )
-OPTIONAL_METRICS: tuple[str, ...] = (keys.MAP50, keys.CIE_CLASSES)
+OPTIONAL_METRICS: tuple[str, ...] = (keys.MAP50, keys.CIE_CLASSES, keys.CIE_IMAGES)
 """Raw metrics that get a column only when at least one run logged them."""
 
 TAG_HW_ID = keys.TAG_HW_PREFIX + "id"
