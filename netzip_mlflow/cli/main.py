@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from netzip_mlflow.cli import evaluate_cmd
 from netzip_mlflow.errors import NetzipError
 
 console = Console()
@@ -84,6 +85,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _ratio_args(plot)
 
     sub.add_parser("techniques", help="list compression techniques and their parameters")
+    evaluate_cmd.add_parser(sub)
     return parser
 
 
@@ -151,7 +153,13 @@ def _cmd_techniques(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "leaderboard": _cmd_leaderboard, "plot": _cmd_plot, "techniques": _cmd_techniques}
+COMMANDS = {
+    "run": _cmd_run,
+    "leaderboard": _cmd_leaderboard,
+    "plot": _cmd_plot,
+    "techniques": _cmd_techniques,
+    "evaluate": lambda args: evaluate_cmd.run(args, console),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

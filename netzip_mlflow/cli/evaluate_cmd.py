@@ -1,0 +1,80 @@
+"""``netzip evaluate``: measure one model (an MLflow model URI or a file) and log it as a run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import mlflow
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+
+from netzip_mlflow.data.builtin import BUILTIN, SplitDataset, load_builtin
+from netzip_mlflow.data.folder import load_image_folder
+from netzip_mlflow.errors import ModelError
+from netzip_mlflow.tracking import keys
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``evaluate`` subcommand."""
+    p = sub.add_parser("evaluate", help="evaluate one model file or MLflow model and log it as a run")
+    p.add_argument("model", help="an MLflow model URI (runs:/ID/model, models:/NAME/1) or a torch.save file")
+    p.add_argument("--data", required=True, help=f"a built-in dataset ({', '.join(BUILTIN)}) or an ImageFolder path")
+    p.add_argument("--arch", help="architecture of a state_dict file (resnet18, tiny_cnn)")
+    p.add_argument("--trust-model-file", action="store_true", help="allow unpickling a whole module (can run code)")
+    p.add_argument("--experiment", default="netzip-evaluate")
+    p.add_argument("--run-name")
+    p.add_argument("--baseline-run", help="run id of the baseline: adds ratios, OCS and class impact")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=1, help="batch size for latency and energy")
+    p.add_argument("--image-size", type=int, default=224, help="ImageFolder images: pixels per side")
+    p.add_argument("--channels", type=int, choices=[1, 3], default=3, help="ImageFolder images: 1 or 3")
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-isolate", action="store_true", help="measure in this process, not a fresh one")
+
+
+def _data(args: argparse.Namespace) -> SplitDataset:
+    if args.data in BUILTIN:
+        return load_builtin(args.data, args.test_fraction, args.seed)
+    return load_image_folder(Path(args.data), args.image_size, args.channels, args.test_fraction, args.seed)
+
+
+def _model(args: argparse.Namespace, split: SplitDataset) -> nn.Module:
+    if ":/" in args.model:
+        try:
+            return mlflow.pytorch.load_model(args.model, map_location="cpu")
+        except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds for a bad URI
+            raise ModelError(f"cannot load MLflow model {args.model!r}: {exc}") from exc
+    from netzip_mlflow.models.loading import load_model_file
+    from netzip_mlflow.models.zoo import build_model
+
+    arch = build_model(args.arch, len(split.classes), split.input_shape, args.seed) if args.arch else None
+    return load_model_file(args.model, arch, trust=args.trust_model_file)
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    """Evaluate, log, and print the headline metrics."""
+    from netzip_mlflow.evaluation.evaluator import evaluate
+    from netzip_mlflow.evaluation.settings import EvaluationConfig
+    from netzip_mlflow.tracking.experiments import ensure_experiment
+
+    split = _data(args)
+    model = _model(args, split)
+    config = EvaluationConfig(
+        batch_size=args.batch_size, threads=args.threads, isolate=not args.no_isolate,
+        class_names=tuple(split.classes),
+    )
+    mlflow.set_experiment(experiment_id=ensure_experiment(args.experiment))
+    with mlflow.start_run(run_name=args.run_name) as run:
+        mlflow.set_tag("netzip.model_source", args.model)
+        report = evaluate(model, split.test, config=config, baseline=args.baseline_run)
+    table = Table(title=f"run {run.info.run_id} in experiment {args.experiment}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("unit")
+    for key in sorted(report.metrics):
+        table.add_row(key, f"{report.metrics[key]:.6g}", keys.METRICS[key].unit if key in keys.METRICS else "")
+    console.print(table)
+    return 0
