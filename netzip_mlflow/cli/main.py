@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from netzip_mlflow.cli import evaluate_cmd
+from netzip_mlflow.cli import class_impact_cmd, evaluate_cmd
 from netzip_mlflow.errors import NetzipError
 
 console = Console()
@@ -86,6 +86,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("techniques", help="list compression techniques and their parameters")
     evaluate_cmd.add_parser(sub)
+    class_impact_cmd.add_parser(sub)
     return parser
 
 
@@ -159,6 +160,7 @@ COMMANDS = {
     "plot": _cmd_plot,
     "techniques": _cmd_techniques,
     "evaluate": lambda args: evaluate_cmd.run(args, console),
+    "class-impact": lambda args: class_impact_cmd.run(args, console),
 }
 
 

@@ -22,6 +22,7 @@ class DataSpec(_Strict):
     image_size: int = Field(224, ge=8, le=1024)
     channels: Literal[1, 3] = 3
     test_fraction: float = Field(0.2, gt=0, lt=1)
+    seed: int = Field(0, ge=0, description="seed of the train/test split, kept apart from the study seed")
     limit: int | None = Field(None, ge=20, description="keep only this many images (stratified)")
     batch_size: int = Field(128, ge=1, le=4096)
 

@@ -132,6 +132,7 @@ def compare(report: EvaluationReport, baseline: EvaluationReport | str, config: 
             num_classes=report.predictions.num_classes,
         )
         report.metrics.update(report.impact.as_metrics())
+        report.tags[keys.TAG_CIE_METHOD] = report.impact.method
     result = compute_ratios(facts.metrics, report.metrics, config.ratios)
     for name, value in result.ratios.items():
         report.tags[keys.ratio_metric_tag(name)] = result.metrics_used[name]

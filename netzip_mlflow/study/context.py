@@ -26,12 +26,17 @@ class StudyData:
 
 
 def load_data(spec: StudySpec) -> StudyData:
-    """Load the study's dataset and make its loaders."""
+    """Load the study's dataset and make its loaders.
+
+    The train/test split follows ``data.seed`` and the training order the study's ``seed``: a study
+    repeated with other seeds trains other models on the same split, as the population method of the
+    class-level impact analysis needs.
+    """
     d = spec.data
     if d.builtin is not None:
-        split = load_builtin(d.builtin, d.test_fraction, spec.seed, d.limit)
+        split = load_builtin(d.builtin, d.test_fraction, d.seed, d.limit)
     else:
-        split = load_image_folder(d.path, d.image_size, d.channels, d.test_fraction, spec.seed)
+        split = load_image_folder(d.path, d.image_size, d.channels, d.test_fraction, d.seed)
     generator = torch.Generator().manual_seed(spec.seed)
     train = DataLoader(split.train, batch_size=d.batch_size, shuffle=True, generator=generator)
     test = DataLoader(split.test, batch_size=spec.evaluation.eval_batch_size, shuffle=False)

@@ -156,7 +156,24 @@ def run_study(
         for recipe in spec.recipes:
             result.outcomes.append(_run_recipe(recipe, spec, data, baseline, base_report, progress))
         result.leaderboard = _log_leaderboard(spec)
+        _log_population(spec)
     return result
+
+
+def _log_population(spec: StudySpec) -> None:
+    """Seed 002's population method for recipes this study has run with several seeds (else nothing)."""
+    from netzip_mlflow.analysis.population import population_impact, population_table
+    from netzip_mlflow.errors import NetzipError
+
+    try:
+        results = population_impact(spec.experiment_name, spec.study)
+    except NetzipError as exc:
+        log.warning("population class-impact analysis skipped: %s", exc)
+        mlflow.set_tag("netzip.cie.population_error", str(exc)[:500])
+        return
+    if results:
+        mlflow.log_text(population_table(results).to_csv(index=False), "class_impact/population.csv")
+        mlflow.log_metrics({f"cie_population/{r.recipe}/impacted_classes": float(r.impact.impacted_classes) for r in results})
 
 
 def _log_leaderboard(spec: StudySpec) -> pd.DataFrame | None:
