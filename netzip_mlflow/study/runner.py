@@ -177,16 +177,32 @@ def _log_population(spec: StudySpec) -> None:
 
 
 def _log_leaderboard(spec: StudySpec) -> pd.DataFrame | None:
-    from netzip_mlflow.analysis.leaderboard import leaderboard
+    """Log the study's leaderboard (CSV, HTML) and plots on the active study run; return it."""
+    import tempfile
+
+    from netzip_mlflow.analysis.leaderboard import baselines, leaderboard
     from netzip_mlflow.analysis.plots import bubble_plot, ocs_bar_plot, radar_plot
     from netzip_mlflow.analysis.render import render
+    from netzip_mlflow.analysis.sweeps import plot_sweep, sweep_series
 
     board = leaderboard(spec.experiment_name, study=spec.study)
     if board.empty:
         return board
     mlflow.log_text(render(board, "csv"), "leaderboard/leaderboard.csv")
     mlflow.log_text(render(board, "html"), "leaderboard/leaderboard.html")
-    for name, plot in (("radar", radar_plot), ("ocs_bars", ocs_bar_plot), ("accuracy_latency_bubbles", bubble_plot)):
-        fig = plot(board)
+    base = baselines(spec.experiment_name, study=spec.study)
+    referenced = base[base["run_id"].isin(board["baseline_run_id"])] if not base.empty else base
+    star = referenced.iloc[0] if not referenced.empty else None  # the baseline of the bubble plot
+    figures = {
+        "radar": radar_plot(board),
+        "ocs_bars": ocs_bar_plot(board),
+        "accuracy_latency_bubbles": bubble_plot(board, baseline=star),
+    }
+    for name, fig in figures.items():
         mlflow.log_figure(fig, f"plots/{name}.png")
+    nonzero = dict(zip(base["run_id"], base[keys.PARAMS_NONZERO])) if keys.PARAMS_NONZERO in base else {}
+    series = sweep_series(board, nonzero)
+    if series:
+        with tempfile.TemporaryDirectory() as tmp:
+            mlflow.log_artifact(str(plot_sweep(series, f"{tmp}/impact_vs_sparsity.png")), "plots")
     return board

@@ -28,6 +28,7 @@ STUDY = {
     "recipes": [
         {"name": "ptq_int8", "technique": "ptq", "params": {"calibration_batches": 2}},
         {"name": "gup_l1_50", "technique": "prune_unstructured", "params": {"importance": "l1", "amount": 0.5}},
+        {"name": "gup_l1_80", "technique": "prune_unstructured", "params": {"importance": "l1", "amount": 0.8}},
         {"name": "structured_50", "technique": "prune_structured", "params": {"importance": "l1", "amount": 0.5}},
         {"name": "impossible", "technique": "prune_structured", "params": {"amount": 0.99}},
     ],
@@ -67,7 +68,7 @@ def test_failed_recipe_fails_the_command_but_not_the_study(study):
 
 def test_run_layout_tags_and_metric_keys(study):
     _, _, client, runs = study
-    assert set(runs) == {"tiny", "baseline", "ptq_int8", "gup_l1_50", "structured_50", "impossible"}
+    assert set(runs) == {"tiny", "baseline", "ptq_int8", "gup_l1_50", "gup_l1_80", "structured_50", "impossible"}
     parent, base = runs["tiny"], runs["baseline"]
     assert parent.data.tags[keys.TAG_ROLE] == "study"
     assert base.data.tags[keys.TAG_ROLE] == "baseline"
@@ -129,9 +130,9 @@ def test_leaderboard_cli_ranks_the_compressed_runs(study):
     rows = json.loads(out.getvalue())
     rows = rows if isinstance(rows, list) else rows.get("rows", rows)
     board = pd.DataFrame(rows)
-    assert len(board) == 3
+    assert len(board) == 4
     assert board["ocs"].is_monotonic_decreasing
-    assert set(board["recipe"]) == {"ptq_int8", "gup_l1_50", "structured_50"}
+    assert set(board["recipe"]) == {"ptq_int8", "gup_l1_50", "gup_l1_80", "structured_50"}
     top = runs[board.iloc[0]["recipe"]].data.metrics[keys.OCS]
     assert board.iloc[0]["ocs"] == pytest.approx(top)
 
@@ -141,6 +142,7 @@ def test_study_run_has_leaderboard_and_plots(study):
     parent = runs["tiny"].info.run_id
     files = {a.path for folder in ("plots", "leaderboard") for a in client.list_artifacts(parent, folder)}
     assert {"plots/radar.png", "plots/ocs_bars.png", "plots/accuracy_latency_bubbles.png", "leaderboard/leaderboard.csv"} <= files
+    assert "plots/impact_vs_sparsity.png" in files  # two strengths of prune_unstructured: a sweep
     compressed = runs["ptq_int8"].info.run_id
     impact = {a.path for a in client.list_artifacts(compressed, "class_impact")}
     assert "class_impact/per_class.csv" in impact and "class_impact/confusion_matrices.png" in impact
