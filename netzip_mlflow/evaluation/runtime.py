@@ -122,20 +122,33 @@ def worker_environment(threads: int, base: Mapping[str, str] | None = None) -> d
     return env
 
 
+def code_modules(model: nn.Module) -> list[str]:
+    """The importable modules defining the classes of ``model``'s modules (e.g.
+    ``torchvision.models.resnet``), which the worker imports *before* it reads its baseline RSS:
+    the memory of importing a model's code (torchvision alone is about 170 MB) is not the model's
+    footprint. Classes defined in ``__main__`` travel by value and are left out."""
+    names = {type(module).__module__ for module in model.modules()}
+    return sorted(name for name in names if name != "__main__" and name in sys.modules)
+
+
 def measure_runtime_isolated(model: nn.Module, sample: torch.Tensor, settings: RuntimeSettings) -> RuntimeResult:
     """:func:`measure_runtime` in a fresh Python process (``python -m netzip_mlflow.evaluation.worker``).
 
     A plain subprocess rather than ``multiprocessing``: it needs no ``if __name__ == "__main__"``
     guard in the caller's script and starts with nothing but the worker's imports. Its thread pools
-    are fixed through the environment (:func:`worker_environment`), and it reads its RSS before
-    loading the model, so ``resources/ram_mb_model`` is the model's own footprint (weights,
-    activations, the sample) and nothing of an earlier model measured by the caller.
+    are fixed through the environment (:func:`worker_environment`); it imports the model's code
+    (:func:`code_modules`) and then reads its RSS before loading the model, so
+    ``resources/ram_mb_model`` is the model's own footprint (weights, activations, the sample,
+    kernel workspaces) and nothing of its code or of an earlier model measured by the caller.
     """
     with tempfile.TemporaryDirectory(prefix="netzip-worker-") as tmp:
         payload, out = Path(tmp) / "payload.pt", Path(tmp) / "result.json"
         torch.save({"model": model, "sample": sample.cpu(), "settings": settings}, payload, pickle_module=model_pickle)
         proc = subprocess.run(
-            [sys.executable, "-m", "netzip_mlflow.evaluation.worker", str(payload), str(out)],
+            [
+                sys.executable, "-m", "netzip_mlflow.evaluation.worker", str(payload), str(out),
+                *code_modules(model),
+            ],
             capture_output=True,
             text=True,
             check=False,

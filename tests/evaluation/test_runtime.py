@@ -10,6 +10,7 @@ from netzip_mlflow.evaluation import runtime
 from netzip_mlflow.evaluation.latency import LatencySettings
 from netzip_mlflow.evaluation.runtime import (
     RuntimeSettings,
+    code_modules,
     measure_runtime,
     measure_runtime_isolated,
     worker_environment,
@@ -102,3 +103,31 @@ def test_worker_environment_fixes_the_thread_pools() -> None:
         "MKL_NUM_THREADS": "3",
         "OPENBLAS_NUM_THREADS": "3",
     }
+
+
+def test_code_modules_name_the_model_classes_modules() -> None:
+    import torchvision
+
+    model = torchvision.models.resnet18()
+    assert code_modules(model) == [
+        "torch.nn.modules.activation",
+        "torch.nn.modules.batchnorm",
+        "torch.nn.modules.container",
+        "torch.nn.modules.conv",
+        "torch.nn.modules.linear",
+        "torch.nn.modules.pooling",
+        "torchvision.models.resnet",
+    ]
+
+
+def test_torchvision_model_footprint_is_its_weights_not_torchvision() -> None:
+    """Importing torchvision costs the worker ~170 MB: it happens before the baseline RSS."""
+    import torchvision
+
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    weight_mb = sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 1e6
+    result = measure_runtime_isolated(
+        model, torch.randn(1, 3, 32, 32), RuntimeSettings(QUICK, threads=1, idle_s=0.0)
+    )
+    assert weight_mb == pytest.approx(44.8, abs=0.2)
+    assert weight_mb - 5.0 < result.metrics[keys.RAM_MODEL] < weight_mb + 40.0
