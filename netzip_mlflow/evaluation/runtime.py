@@ -26,7 +26,7 @@ from netzip_mlflow import model_pickle
 from netzip_mlflow.errors import MeasurementError
 from netzip_mlflow.evaluation.energy import EnergyWindow, best_meter, measure_idle_power
 from netzip_mlflow.evaluation.latency import CudaEventTimer, LatencySettings, measure_latency
-from netzip_mlflow.evaluation.resources import ResourceMonitor, current_rss_bytes
+from netzip_mlflow.evaluation.resources import ResourceMonitor
 from netzip_mlflow.tracking import keys
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -67,7 +67,9 @@ def measure_runtime(
         model: the model, in eval mode on ``settings.device``.
         sample: one real input batch, already on the device and in the model's dtype.
         settings: protocol settings.
-        rss_before_bytes: RSS of this process before the model was loaded; defaults to now.
+        rss_before_bytes: RSS of this process before the model was loaded (the isolated worker
+            passes it). Without it ``resources/ram_mb_model`` is left out: in a process that
+            already holds the model (and maybe earlier ones) no reading can isolate its footprint.
     """
     threads_before = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
@@ -80,7 +82,6 @@ def measure_runtime(
 def _measure(
     model: nn.Module, sample: torch.Tensor, settings: RuntimeSettings, rss_before_bytes: int | None
 ) -> RuntimeResult:
-    baseline_rss = current_rss_bytes() if rss_before_bytes is None else rss_before_bytes
     cuda = settings.device.startswith("cuda")
     gpu = (torch.device(settings.device).index or 0) if cuda else None
     meter = best_meter(cuda_device=gpu, power_log=settings.power_log)
@@ -90,7 +91,7 @@ def _measure(
 
     idle = measure_idle_power(meter, settings.idle_s) if meter is not None and settings.idle_s > 0 else None
     with torch.inference_mode():
-        with ResourceMonitor(baseline_rss_bytes=baseline_rss, gpu_device=gpu) as monitor:
+        with ResourceMonitor(baseline_rss_bytes=rss_before_bytes, gpu_device=gpu) as monitor:
             window = EnergyWindow(meter) if meter is not None else contextlib.nullcontext()
             with window:
                 latency = measure_latency(

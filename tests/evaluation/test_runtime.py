@@ -79,6 +79,8 @@ def test_in_process_measurement_fixes_threads_and_restores_them() -> None:
     assert result.tags[keys.TAG_RUNTIME_THREADS] == "1"
     assert result.tags[keys.TAG_RUNTIME_ISOLATED] == "false"
     assert torch.get_num_threads() == before
+    assert keys.RAM_MODEL not in result.metrics  # no pre-model reading in this process
+    assert result.metrics[keys.RAM_PEAK] > 0
 
 
 def test_no_meter_means_no_energy_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
