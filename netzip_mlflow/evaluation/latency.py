@@ -8,10 +8,12 @@ the order statistics at ranks ``n/2 -+ 1.96 sqrt(n)/2`` (binomial normal approxi
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -126,12 +128,48 @@ def summarize(
     )
 
 
+class CudaEventTimer:
+    """Times one call on the GPU with a pair of CUDA events recorded on the current stream.
+
+    ``elapsed_time`` between the events is the GPU time of the work the call queued, without the
+    host's launch jitter; the timer waits for the end event before returning.
+
+    Args:
+        device: CUDA device index the model runs on.
+        event_factory: makes one timing event (default ``torch.cuda.Event(enable_timing=True)``;
+            a fake in tests).
+    """
+
+    def __init__(self, device: int = 0, event_factory: Callable[[], Any] | None = None) -> None:
+        import torch
+
+        self._torch = torch
+        self._device = device
+        self._make = event_factory or (lambda: torch.cuda.Event(enable_timing=True))
+
+    def __call__(self, call: Callable[[], object]) -> float:
+        """Run ``call()`` once between two events; its GPU time in seconds."""
+        start, end = self._make(), self._make()
+        with self._device_context():
+            start.record()
+            call()
+            end.record()
+        end.synchronize()
+        return float(start.elapsed_time(end)) / 1000.0  # elapsed_time is in milliseconds
+
+    def _device_context(self) -> Any:
+        if self._torch.cuda.is_available():
+            return self._torch.cuda.device(self._device)
+        return contextlib.nullcontext()
+
+
 def measure_latency(
     call: Callable[[], object],
     settings: LatencySettings = LatencySettings(),
     batch_size: int = 1,
     clock: Callable[[], float] = time.perf_counter,
     synchronize: Callable[[], None] | None = None,
+    timer: Callable[[Callable[[], object]], float] | None = None,
 ) -> LatencyResult:
     """Time ``call()`` by the adaptive protocol.
 
@@ -156,10 +194,13 @@ def measure_latency(
     t_begin = clock()
     check_every = 10
     while len(durations) < settings.max_samples:
-        t0 = clock()
-        call()
-        sync()
-        durations.append(clock() - t0)
+        if timer is not None:
+            durations.append(timer(call))
+        else:
+            t0 = clock()
+            call()
+            sync()
+            durations.append(clock() - t0)
         n = len(durations)
         if n >= settings.min_samples and n % check_every == 0:
             if summarize(np.asarray(durations), settings.target_ci_rel, batch_size).target_met:

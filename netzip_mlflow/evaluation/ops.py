@@ -18,6 +18,8 @@ Definitions (contract, DESIGN.md section 5):
   ``scaled_dot_product_attention`` gets the attention formula, and recurrent modules (float and
   dynamic quantized RNN/LSTM/GRU and their cells) are counted in closed form: per token, layer and
   direction ``gates × hidden × (input + hidden)`` (+ ``hidden × proj`` for a projected LSTM).
+  Sparse-layout weights (COO/CSR through ``torch.sparse.mm`` or ``F.linear``) count the dense
+  MACs of their shape; their density goes into the effective MACs, as for pruned dense weights.
 * Every MAC belongs to the innermost module running when it happens (a *layer*; e.g. all MACs of
   ``nn.MultiheadAttention``, whose ``out_proj`` is used as a weight and never called). A layer's
   **bits** are those of the weights it owns (int8 quantized → 8, fp16 → 16, fp32 → 32); a layer that
@@ -80,6 +82,7 @@ _ATTENTION_OPS = (
     "_scaled_dot_product_flash_attention_for_cpu",
     "_scaled_dot_product_fused_attention_overrideable",
 )
+_SPARSE_MATMUL_OPS = ("_sparse_addmm", "_sparse_mm")
 _RECURRENT_GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 _CELL_GATES: tuple[tuple[tuple[type[nn.Module], ...], int], ...] = (
     ((nn.LSTMCell, nnqd.LSTMCell), 4),
@@ -323,6 +326,7 @@ def _formulas() -> dict[Any, Callable[..., int]]:
         (torch.ops.quantized, _QUANTIZED_CONV_OPS, _quantized_conv_flops),
         (torch.ops.quantized, _QUANTIZED_MATMUL_OPS, _matmul_flops),
         (torch.ops.aten, _ATTENTION_OPS, _attention_flops),
+        (torch.ops.aten, _SPARSE_MATMUL_OPS, _sparse_matmul_flops),
     ):
         extra.update(dict.fromkeys(_packets(namespace, names), formula))
     return {**flop_registry, **extra}
@@ -367,6 +371,14 @@ def _quantized_conv_flops(*args: Any, out_val: torch.Tensor, **kwargs: Any) -> i
 def _matmul_flops(*args: Any, out_val: torch.Tensor, **kwargs: Any) -> int:
     """Linear or matmul ``(..., M, K) x (K, N)``: 2 FLOPs per output element per inner index."""
     return FLOPS_PER_MAC * out_val.numel() * _first(args, torch.Tensor).shape[-1]
+
+
+def _sparse_matmul_flops(*args: Any, out_val: Any = None, **kwargs: Any) -> int:
+    """``torch.sparse.mm`` / ``addmm`` of a sparse ``(M, K)`` and a dense ``(K, N)`` matrix: the
+    dense count, ``M x K x N`` MACs, as for a pruned dense weight (its density goes into the
+    effective MACs)."""
+    mat1, mat2 = [a for a in args if isinstance(a, torch.Tensor)][-2:]
+    return FLOPS_PER_MAC * mat1.shape[0] * mat1.shape[1] * mat2.shape[-1]
 
 
 def _attention_flops(

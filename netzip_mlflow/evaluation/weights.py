@@ -17,7 +17,8 @@ its children. The tensors a layer owns are:
   store;
 * every other module: its direct ``nn.Parameter`` s (``recurse=False``). A tensor pruned with
   ``torch.nn.utils.prune`` (``X_orig`` parameter with an ``X_mask`` buffer) counts as the masked
-  ``X_orig * X_mask``; a tensor under ``torch.nn.utils.parametrize`` counts as its computed value.
+  ``X_orig * X_mask``; a tensor under ``torch.nn.utils.parametrize`` counts as its computed value;
+  a sparse-layout tensor counts all its elements, its non-zeros on its stored values.
 
 A tensor whose name contains ``bias`` is a bias, every other one is a weight. Buffers are never
 counted: BatchNorm running statistics, observer and fake-quantize state, quantization scales and
@@ -103,8 +104,11 @@ def count_nonzero(tensor: torch.Tensor) -> int:
     A quantized tensor is counted on its integer representation: an element is zero when its integer
     equals the zero point (per tensor or per channel), which is exactly when its real value is 0.
     Schemes whose zero points are floats (embedding ``float_qparams``) are counted on the
-    dequantized values.
+    dequantized values. A sparse tensor (COO, CSR, CSC, BSR, BSC) is counted on its stored values,
+    so an explicitly stored zero is a zero.
     """
+    if tensor.layout != torch.strided:
+        return int(torch.count_nonzero(_stored_values(tensor)))
     if not tensor.is_quantized:
         return int(torch.count_nonzero(tensor))
     scheme = tensor.qscheme()
@@ -116,6 +120,13 @@ def count_nonzero(tensor: torch.Tensor) -> int:
     shape = [1] * integers.dim()
     shape[tensor.q_per_channel_axis()] = -1
     return int((integers != tensor.q_per_channel_zero_points().view(shape)).sum())
+
+
+def _stored_values(tensor: torch.Tensor) -> torch.Tensor:
+    """The explicitly stored values of a sparse tensor (duplicates of a COO tensor summed)."""
+    if tensor.layout == torch.sparse_coo:
+        return tensor.coalesce().values()
+    return tensor.values()
 
 
 def named_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:

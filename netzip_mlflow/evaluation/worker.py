@@ -1,11 +1,14 @@
-"""The isolated runtime-measurement worker: ``python -m netzip_mlflow.evaluation.worker IN OUT``.
+"""The isolated runtime-measurement worker:
+``python -m netzip_mlflow.evaluation.worker IN OUT [MODULE ...]``.
 
-Reads its RSS with its libraries imported, then loads the payload (model, sample, settings) that its parent process wrote to a
+Imports the modules that define the model's classes (``MODULE ...``, named by the parent process),
+reads its RSS with its libraries imported, then loads the payload (model, sample, settings) that its parent process wrote to a
 private temporary file a moment ago, measures, and writes metrics and tags as JSON to ``OUT``.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -19,7 +22,12 @@ from netzip_mlflow.evaluation.runtime import measure_runtime
 def main(argv: list[str]) -> int:
     """Run one measurement; returns the exit code."""
     payload_path, out_path = Path(argv[0]), Path(argv[1])
-    rss_before = current_rss_bytes()  # libraries loaded, model not yet
+    for name in argv[2:]:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass  # unpickling will import it (its memory then counts) or fail with a clear error
+    rss_before = current_rss_bytes()  # libraries and model code loaded, model not yet
     # Written by our own parent process from its in-memory model, in a private temp dir: trusted.
     payload = torch.load(payload_path, weights_only=False)
     settings = payload["settings"]

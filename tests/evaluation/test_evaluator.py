@@ -64,3 +64,20 @@ def test_gather_images_reads_positions_across_batches():
     batches = [(x[:4], None), (x[4:8], None), (x[8:], None)]
     got = gather_images(batches, [9, 0, 5])
     assert {k: float(v) for k, v in got.items()} == {0: 0.0, 5: 5.0, 9: 9.0}
+
+
+def test_without_an_energy_meter_energy_is_absent_and_efficiency_named_missing(setup, monkeypatch):
+    from netzip_mlflow.evaluation import runtime
+
+    monkeypatch.setattr(runtime, "best_meter", lambda **_: None)
+    model, loader, _, _ = setup
+    config = nz.EvaluationConfig(
+        isolate=False, idle_s=0.1, progress=False, latency=LatencySettings(warmup_s=0.0, budget_s=0.2)
+    )
+    base = nz.evaluate(model, loader, config=config, log_to_mlflow=False)
+    report = nz.evaluate(model, loader, config=config, baseline=base, log_to_mlflow=False)
+    assert not [key for key in report.metrics if key.startswith("energy/")]
+    assert keys.RATIO_EFFICIENCY not in report.metrics
+    assert "efficiency" in report.tags[keys.TAG_MISSING_RATIOS].split(",")
+    assert report.tags[keys.TAG_ENERGY_METER].startswith("none")
+    assert report.tags[keys.TAG_RUNTIME_THREADS] == "1"

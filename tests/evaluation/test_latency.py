@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from netzip_mlflow.errors import ConfigError
-from netzip_mlflow.evaluation.latency import LatencySettings, measure_latency, median_ci95
+from netzip_mlflow.evaluation.latency import CudaEventTimer, LatencySettings, measure_latency, median_ci95
 
 
 class FakeClock:
@@ -86,3 +86,40 @@ def test_real_timer_sanity():
 def test_invalid_settings_name_field():
     with pytest.raises(ConfigError, match="target_ci_rel"):
         LatencySettings(target_ci_rel=0)
+
+
+class FakeEvent:
+    """A CUDA event whose elapsed time to the next event of the pair is scripted (ms)."""
+
+    def __init__(self, log: list[str], elapsed_ms: list[float]) -> None:
+        self.log = log
+        self.elapsed_ms = elapsed_ms
+
+    def record(self) -> None:
+        self.log.append("record")
+
+    def synchronize(self) -> None:
+        self.log.append("synchronize")
+
+    def elapsed_time(self, end: "FakeEvent") -> float:
+        return self.elapsed_ms.pop(0)
+
+
+def test_cuda_event_timer_reads_event_time_in_seconds():
+    log: list[str] = []
+    timer = CudaEventTimer(0, event_factory=lambda: FakeEvent(log, [2.5]))
+    seconds = timer(lambda: log.append("call"))
+    assert seconds == pytest.approx(0.0025)
+    assert log == ["record", "call", "record", "synchronize"]
+
+
+def test_latency_from_an_event_timer_ignores_the_host_clock():
+    scripted = [4.0, 6.0] * 20  # ms: the median of the timed calls is 5 ms
+    log: list[str] = []
+    timer = CudaEventTimer(0, event_factory=lambda: FakeEvent(log, scripted))
+    settings = LatencySettings(warmup_s=0.0, min_warmup=2, budget_s=1e9, min_samples=10, max_samples=20)
+    result = measure_latency(lambda: None, settings, timer=timer)
+    assert result.n == 20
+    assert result.median_ms == pytest.approx(5.0)
+    assert result.mean_ms == pytest.approx(5.0)
+    assert result.warmup_n == 2

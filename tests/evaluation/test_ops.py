@@ -388,3 +388,125 @@ def test_counts_scale_with_the_batch(small_cnn: nn.Module) -> None:
     single = count_ops(small_cnn, torch.rand(1, 3, 16, 16)).macs
     assert single == SMALL_CNN_MACS
     assert count_ops(small_cnn, torch.rand(5, 3, 16, 16)).macs == 5 * single
+
+
+# --- fused, QAT with BatchNorm, pruned, sparse-layout and quantized transformer models -----------
+
+
+def test_float_fused_conv_bn_relu_keeps_the_macs() -> None:
+    from torch.ao.quantization import fuse_modules
+
+    from tests.evaluation.conftest import resnet_ish
+
+    torch.manual_seed(0)
+    model = resnet_ish().eval()
+    x = torch.rand(1, 3, 32, 32)
+    fused = fuse_modules(copy.deepcopy(model), [["0", "1", "2"]])
+    assert type(fused[0]).__name__ == "ConvReLU2d"
+    assert count_ops(fused, x).macs == count_ops(model, x).macs == 32 * 32 * 32 * 3 * 9 + _resnet_ish_rest()
+
+
+def _resnet_ish_rest(width: int = 32) -> int:
+    """Closed-form MACs of resnet_ish after its stem, on a 32x32 input."""
+    def conv(c_in: int, c_out: int, k: int, side: int) -> int:
+        return side * side * c_out * c_in * k * k
+
+    stage1 = 2 * conv(width, width, 3, 32)
+    stage2 = conv(width, 2 * width, 3, 16) + conv(2 * width, 2 * width, 3, 16) + conv(width, 2 * width, 1, 16)
+    stage3 = (
+        conv(2 * width, 4 * width, 3, 8) + conv(4 * width, 4 * width, 3, 8) + conv(2 * width, 4 * width, 1, 8)
+    )
+    return stage1 + stage2 + stage3 + 4 * width * 10
+
+
+def test_qat_conv_bn_modules_count_each_convolution_once() -> None:
+    from tests.evaluation.conftest import resnet_ish
+
+    torch.manual_seed(0)
+    model = resnet_ish().eval()
+    x = torch.rand(1, 3, 32, 32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qat = prepare_qat_fx(copy.deepcopy(model).train(), get_default_qat_qconfig_mapping("x86"), (x,))
+    report = count_ops(qat, x)
+    assert any(layer.type == "ConvBnReLU2d" for layer in report.per_layer)
+    assert report.macs == count_ops(model, x).macs == 32 * 32 * 32 * 3 * 9 + _resnet_ish_rest()
+    assert report.chats == 32 * report.macs
+
+
+def test_eager_qat_fused_conv_bn_relu() -> None:
+    from torch.ao.quantization import DeQuantStub, QuantStub, fuse_modules_qat, get_default_qat_qconfig, prepare_qat
+
+    model = nn.Sequential(QuantStub(), nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), DeQuantStub()).train()
+    fused = fuse_modules_qat(model, [["1", "2", "3"]])
+    fused.qconfig = get_default_qat_qconfig("x86")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qat = prepare_qat(fused)
+    report = count_ops(qat, torch.rand(1, 3, 10, 10))
+    assert report.macs == 8 * 8 * 8 * 3 * 9
+    assert [layer.bits for layer in report.per_layer if layer.macs] == [32]
+
+
+def test_pruned_with_torch_prune_counts_the_mask() -> None:
+    from torch.nn.utils import prune
+
+    torch.manual_seed(0)
+    linear = nn.Linear(10, 20)
+    prune.l1_unstructured(linear, "weight", amount=0.3)  # 60 of 200 weights
+    report = count_ops(linear, torch.rand(4, 10))
+    assert report.macs == 4 * 10 * 20
+    assert report.macs_effective == pytest.approx(0.7 * 4 * 10 * 20)
+    layer = report.per_layer[0]
+    assert (layer.params, layer.params_nonzero) == (220, 140 + int(torch.count_nonzero(linear.bias)))
+
+
+class SparseLinear(nn.Module):
+    """A Linear whose weight is stored in a sparse layout and applied with ``torch.sparse.mm``."""
+
+    def __init__(self, weight: torch.Tensor, functional: bool) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight, requires_grad=False)
+        self.functional = functional
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.functional:
+            return F.linear(x, self.weight)
+        return torch.sparse.mm(self.weight, x.t()).t()
+
+
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+@pytest.mark.parametrize("functional", [False, True])
+def test_sparse_layout_weights_count_dense_macs_and_their_density(layout: str, functional: bool) -> None:
+    torch.manual_seed(0)
+    dense = torch.randn(20, 10)
+    dense[:, :4] = 0.0  # 40 % zeros
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+        weight = dense.to_sparse() if layout == "coo" else dense.to_sparse_csr()
+        report = count_ops(SparseLinear(weight, functional), torch.rand(3, 10))
+    assert report.macs == 3 * 10 * 20
+    assert report.macs_effective == pytest.approx(0.6 * 3 * 10 * 20)
+    layer = report.per_layer[0]
+    assert (layer.params, layer.params_nonzero) == (200, 120)
+    assert layer.sparsity == pytest.approx(0.4)
+
+
+def test_dynamic_int8_transformer_keeps_macs_and_bits_follow_each_layer() -> None:
+    batch, length, dim, heads, ff = 2, 6, 16, 4, 32
+    torch.manual_seed(0)
+    encoder = nn.TransformerEncoder(
+        nn.TransformerEncoderLayer(dim, heads, ff, batch_first=True), 2, enable_nested_tensor=False
+    ).eval()
+    x = torch.randn(batch, length, dim)
+    dynamic = quantize_dynamic(copy.deepcopy(encoder), {nn.Linear}, dtype=torch.qint8)
+    float_report, dynamic_report = count_ops(encoder, x), count_ops(dynamic, x)
+    tokens = batch * length
+    attention = tokens * 4 * dim * dim + 2 * batch * length * length * dim
+    feed_forward = tokens * 2 * dim * ff
+    assert float_report.macs == dynamic_report.macs == 2 * (attention + feed_forward)
+    layers = _by_name(dynamic_report)
+    # the feed-forward Linears are quantized; MultiheadAttention keeps its float in_proj (32 bits)
+    assert layers["layers.0.linear1"].bits == layers["layers.1.linear2"].bits == 8
+    assert layers["layers.0.self_attn"].bits == 32
+    assert dynamic_report.chats == 2 * (32 * attention + 8 * feed_forward)
