@@ -209,16 +209,65 @@ def _baseline_value(baseline: Mapping[str, Any] | pd.Series, key: str) -> float:
     return math.nan if value is None else float(value)
 
 
-def _label_points(ax: Axes, rows: pd.DataFrame, accuracy: str, areas: np.ndarray) -> None:
-    """Recipe names right of each bubble, alternately nudged up and down to limit overlaps."""
-    order = np.argsort(rows[keys.LATENCY_MS].to_numpy(dtype=float), kind="stable")
+LABEL_FONT = 8.0
+"""Point size of the recipe labels of the bubble plot."""
+
+
+def _overlaps(box: tuple[float, float, float, float], others: list[tuple[float, float, float, float]]) -> bool:
+    x0, y0, x1, y1 = box
+    return any(x0 < b[2] and b[0] < x1 and y0 < b[3] and b[1] < y1 for b in others)
+
+
+def _label_points(fig: Figure, ax: Axes, rows: pd.DataFrame, accuracy: str, areas: np.ndarray) -> None:
+    """Recipe names beside each bubble, placed where they overlap no other label or bubble.
+
+    After the layout is computed, each label (top to bottom) tries offsets right of its bubble, then
+    left, stepping up and down by a line; the first free spot inside the axes wins, joined to its
+    bubble by a thin line when moved off the bubble's centre line. Text sizes are estimated from the
+    font size (0.6 em per character). Everything is in points, so it holds at any saving dpi.
+    """
+    fig.draw_without_rendering()  # final axes position and limits
+    to_points = 72.0 / fig.dpi
     labels = run_labels(rows)
     x, y = rows[keys.LATENCY_MS].to_numpy(dtype=float), rows[accuracy].to_numpy(dtype=float)
-    for step, i in enumerate(order):
-        radius = math.sqrt(areas[i] / math.pi)
-        nudge = (0, 9, -9)[step % 3]
-        ax.annotate(labels[i], (x[i], y[i]), xytext=(radius + 3, nudge),
-                    textcoords="offset points", fontsize=8, va="center")
+    centres = ax.transData.transform(np.column_stack([x, y])) * to_points
+    radii = np.sqrt(areas) / 2.0  # scatter area is the marker's square size in points^2
+    frame = ax.get_window_extent().extents * to_points
+    bubbles = [(cx - r, cy - r, cx + r, cy + r) for (cx, cy), r in zip(centres, radii)]
+    height = LABEL_FONT * 1.35
+    placed: list[tuple[float, float, float, float]] = []
+    for i in np.argsort(-centres[:, 1], kind="stable"):
+        (cx, cy), r = centres[i], radii[i]
+        width = 0.6 * LABEL_FONT * len(labels[i])
+        obstacles = placed + [b for j, b in enumerate(bubbles) if j != i]
+        choice = None
+        for step in range(12):
+            dy = height * ((step + 1) // 2) * (1 if step % 2 else -1) if step else 0.0
+            for side in (1, -1):
+                dx = side * (r + 3.0)
+                left = cx + dx if side > 0 else cx + dx - width
+                box = (left, cy + dy - height / 2, left + width, cy + dy + height / 2)
+                inside = frame[0] <= box[0] and box[2] <= frame[2] and frame[1] <= box[1] and box[3] <= frame[3]
+                if inside and not _overlaps(box, obstacles):
+                    choice = (dx, dy, side, box)
+                    break
+            if choice:
+                break
+        if choice is None:  # crowded: right of the bubble, where it may overlap
+            dx, dy, side = r + 3.0, 0.0, 1
+            box = (cx + dx, cy - height / 2, cx + dx + width, cy + height / 2)
+        else:
+            dx, dy, side, box = choice
+        placed.append(box)
+        ax.annotate(
+            labels[i], (x[i], y[i]), xytext=(dx, dy), textcoords="offset points",
+            fontsize=LABEL_FONT, va="center", ha="left" if side > 0 else "right", zorder=5,
+            bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 0.5},
+            arrowprops=(
+                {"arrowstyle": "-", "color": "gray", "linewidth": 0.6, "shrinkA": 0, "shrinkB": r}
+                if dy else None
+            ),
+        )
 
 
 def bubble_plot(
@@ -253,8 +302,6 @@ def bubble_plot(
         ax.scatter(rows.loc[part, keys.LATENCY_MS], rows.loc[part, accuracy], s=areas[part],
                    color=colour, alpha=0.55, edgecolors="black", linewidths=0.6, zorder=3)
         handles.append(_legend_marker(colour, "o", technique))
-    if len(rows) <= ANNOTATE_LIMIT:
-        _label_points(ax, rows, accuracy, areas)
     if baseline is not None:
         base_x = _baseline_value(baseline, keys.LATENCY_MS)
         ax.scatter([base_x], [_baseline_value(baseline, accuracy)], s=260, marker="*",
@@ -267,6 +314,8 @@ def bubble_plot(
     ax.set_ylabel(keys.METRICS[accuracy].description)
     ax.grid(alpha=0.3)
     ax.set_title(title or "Accuracy vs latency (bubble area ∝ disk size)")
+    if len(rows) <= ANNOTATE_LIMIT:
+        _label_points(fig, ax, rows, accuracy, areas)
     return fig
 
 

@@ -135,3 +135,28 @@ def test_plots_explain_missing_data() -> None:
         ocs_bar_plot(board().iloc[4:])
     with pytest.raises(DataError, match="leaderboard"):
         radar_plot(board().drop(columns=[keys.RATIO_SPEEDUP]))
+
+
+def test_bubble_labels_do_not_overlap_in_a_cluster() -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    names = ["ptq_int8_static_per_channel", "qat_int8", "fp16_half", "ptq_dynamic_linear_only",
+             "gup_l1_50", "structured_l1_30_macs", "gup_random_90", "structured_random_70"]
+    techniques = ["ptq", "qat", "fp16", "ptq_dynamic", "prune_unstructured", "prune_structured",
+                  "prune_unstructured", "prune_structured"]
+    latency = [2.1, 2.0, 4.8, 4.9, 5.2, 3.3, 5.1, 1.7]  # three clusters of overlapping bubbles
+    top1 = [0.985, 0.988, 0.99, 0.99, 0.962, 0.92, 0.41, 0.54]
+    disk = [11.2, 11.2, 22.4, 44.1, 44.7, 30.1, 44.7, 13.5]
+    df = pd.DataFrame({"recipe": names, "technique": techniques, keys.LATENCY_MS: latency,
+                       keys.TOP1: top1, keys.DISK_MB: disk, "hardware": "pc01"})
+    fig = bubble_plot(df, baseline={keys.TOP1: 0.99, keys.LATENCY_MS: 5.0, keys.DISK_MB: 44.7})
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    ax = fig.axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == sorted(names)
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    frame = ax.get_window_extent(renderer)
+    for i, a in enumerate(boxes):
+        assert frame.x0 <= a.x0 and a.x1 <= frame.x1 and frame.y0 <= a.y0 and a.y1 <= frame.y1
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (ax.texts[i].get_text(), b)
