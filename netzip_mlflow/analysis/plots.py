@@ -209,6 +209,8 @@ def _baseline_value(baseline: Mapping[str, Any] | pd.Series, key: str) -> float:
     return math.nan if value is None else float(value)
 
 
+BASELINE_MARKER_AREA = 260.0
+"""Area of the baseline's star in the bubble plot, points^2."""
 LABEL_FONT = 8.0
 """Point size of the recipe labels of the bubble plot."""
 
@@ -218,13 +220,17 @@ def _overlaps(box: tuple[float, float, float, float], others: list[tuple[float, 
     return any(x0 < b[2] and b[0] < x1 and y0 < b[3] and b[1] < y1 for b in others)
 
 
-def _label_points(fig: Figure, ax: Axes, rows: pd.DataFrame, accuracy: str, areas: np.ndarray) -> None:
+def _label_points(
+    fig: Figure, ax: Axes, rows: pd.DataFrame, accuracy: str, areas: np.ndarray,
+    extra: Sequence[tuple[float, float, float]] = (),
+) -> None:
     """Recipe names beside each bubble, placed where they overlap no other label or bubble.
 
     After the layout is computed, each label (top to bottom) tries offsets right of its bubble, then
     left, stepping up and down by a line; the first free spot inside the axes wins, joined to its
     bubble by a thin line when moved off the bubble's centre line. Text sizes are estimated from the
     font size (0.6 em per character). Everything is in points, so it holds at any saving dpi.
+    ``extra`` are other markers to keep clear of, as ``(x, y, radius in points)`` in data units.
     """
     fig.draw_without_rendering()  # final axes position and limits
     to_points = 72.0 / fig.dpi
@@ -234,12 +240,16 @@ def _label_points(fig: Figure, ax: Axes, rows: pd.DataFrame, accuracy: str, area
     radii = np.sqrt(areas) / 2.0  # scatter area is the marker's square size in points^2
     frame = ax.get_window_extent().extents * to_points
     bubbles = [(cx - r, cy - r, cx + r, cy + r) for (cx, cy), r in zip(centres, radii)]
+    for ex, ey, er in extra:
+        if math.isfinite(ex) and math.isfinite(ey):
+            px, py = ax.transData.transform((ex, ey)) * to_points
+            bubbles.append((px - er, py - er, px + er, py + er))
     height = LABEL_FONT * 1.35
     placed: list[tuple[float, float, float, float]] = []
     for i in np.argsort(-centres[:, 1], kind="stable"):
         (cx, cy), r = centres[i], radii[i]
         width = 0.6 * LABEL_FONT * len(labels[i])
-        obstacles = placed + [b for j, b in enumerate(bubbles) if j != i]
+        obstacles = placed + [b for j, b in enumerate(bubbles) if j != i]  # extras have j >= n
         choice = None
         for step in range(12):
             dy = height * ((step + 1) // 2) * (1 if step % 2 else -1) if step else 0.0
@@ -302,11 +312,12 @@ def bubble_plot(
         ax.scatter(rows.loc[part, keys.LATENCY_MS], rows.loc[part, accuracy], s=areas[part],
                    color=colour, alpha=0.55, edgecolors="black", linewidths=0.6, zorder=3)
         handles.append(_legend_marker(colour, "o", technique))
+    extra: list[tuple[float, float, float]] = []
     if baseline is not None:
-        base_x = _baseline_value(baseline, keys.LATENCY_MS)
-        ax.scatter([base_x], [_baseline_value(baseline, accuracy)], s=260, marker="*",
-                   color="black", zorder=4)
+        base_x, base_y = _baseline_value(baseline, keys.LATENCY_MS), _baseline_value(baseline, accuracy)
+        ax.scatter([base_x], [base_y], s=BASELINE_MARKER_AREA, marker="*", color="black", zorder=4)
         handles.append(_legend_marker("black", "*", "baseline"))
+        extra.append((base_x, base_y, math.sqrt(BASELINE_MARKER_AREA) / 2))
     fig.legend(handles=handles, title="technique", loc="outside right upper", frameon=False)
     _size_legend(fig, reference, largest)
     ax.margins(0.12)
@@ -315,7 +326,7 @@ def bubble_plot(
     ax.grid(alpha=0.3)
     ax.set_title(title or "Accuracy vs latency (bubble area ∝ disk size)")
     if len(rows) <= ANNOTATE_LIMIT:
-        _label_points(fig, ax, rows, accuracy, areas)
+        _label_points(fig, ax, rows, accuracy, areas, extra)
     return fig
 
 
