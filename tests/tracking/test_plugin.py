@@ -197,7 +197,7 @@ def test_runs_uri_and_baseline_comparison(store, data, model):
     assert "class_impact_per_class" in result.artifacts
 
 
-def test_dataframe_with_label_column(store, data, model):
+def test_dataframe_with_label_column_and_no_evaluator_named(store, data, model):
     x, y = data
     models_uri, _, _ = _log(model, x[:1])
     frame = pd.DataFrame(x.reshape(N, -1).numpy(), columns=[f"p{i}" for i in range(64)]).assign(label=y.numpy())
@@ -206,7 +206,7 @@ def test_dataframe_with_label_column(store, data, model):
         with mlflow.start_run():
             result = mlflow.models.evaluate(
                 model=models_uri, data=frame, targets="label", model_type="netzip",
-                evaluators="netzip", evaluator_config={"input_shape": list(SHAPE), **FAST},
+                evaluator_config={"input_shape": list(SHAPE), **FAST},  # evaluator found by model type
             )
     mlflow.clear_active_model()
     with torch.no_grad():
@@ -219,11 +219,12 @@ def test_scikit_learn_default_evaluation_is_unaffected(store):
     from sklearn.linear_model import LogisticRegression
 
     x, y = load_iris(return_X_y=True)
+    y = (y == 2).astype(int)  # binary: the default evaluator draws fewer plots
     clf = LogisticRegression(max_iter=500).fit(x, y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with mlflow.start_run():
-            info = mlflow.sklearn.log_model(clf, name="clf")
+            info = mlflow.sklearn.log_model(clf, name="clf", pip_requirements=["scikit-learn"])
             result = mlflow.models.evaluate(
                 info.model_uri, x, targets=y, model_type="classifier",
                 evaluator_config={"log_model_explainability": False},
@@ -241,7 +242,8 @@ def test_non_torch_model_is_refused(store):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with mlflow.start_run():
-            info = mlflow.sklearn.log_model(LogisticRegression().fit(x, y), name="clf")
+            info = mlflow.sklearn.log_model(LogisticRegression().fit(x, y), name="clf",
+                                            pip_requirements=["scikit-learn"])
             with pytest.raises(ModelError, match="PyTorch"):
                 mlflow.models.evaluate(
                     info.model_uri, x, targets=y, model_type="netzip", evaluators=["netzip"],
