@@ -88,15 +88,29 @@ def radial_range(values: np.ndarray) -> tuple[float, float]:
     return low - pad, high + pad
 
 
+TICK_GAP = 0.1
+"""Radar ticks closer than this share of the radial range are dropped (their labels would touch)."""
+
+
 def radial_ticks(values: np.ndarray, low: float, high: float) -> list[float]:
-    """Radar ticks: round steps, always 0 and 1, and the lowest value when it is negative."""
-    ticks = {float(t) for t in MaxNLocator(nbins=5).tick_values(low, high) if low <= t <= high}
-    ticks |= {0.0, 1.0}
+    """Radar ticks: 0, 1 and the lowest value when negative, then round steps that keep clear.
+
+    0 (the dashed ring) and 1 (no change) always get a tick, and so does the most negative value
+    (rounded to two digits) unless it is within :data:`TICK_GAP` of the range from 0; the round
+    steps of a :class:`MaxNLocator` are added only where they are at least that far from every tick
+    already chosen, so no two tick labels overlap.
+    """
+    gap = TICK_GAP * (high - low)
+    ticks = [0.0, 1.0]
     finite = values[np.isfinite(values)]
     lowest = float(finite.min()) if finite.size else 0.0
-    if lowest < 0 and all(abs(lowest - t) > 0.06 * (high - low) for t in ticks):
-        ticks.add(float(f"{lowest:.2g}"))
-    return sorted(ticks)
+    if lowest < 0 and abs(lowest) >= gap:
+        ticks.append(float(f"{lowest:.2g}"))
+    for tick in MaxNLocator(nbins=5).tick_values(low, high):
+        tick = float(tick)
+        if low <= tick <= high and all(abs(tick - t) >= gap for t in ticks):
+            ticks.append(tick)
+    return sorted(t for t in ticks if low <= t <= high)
 
 
 def _axis_names(ax: Axes, angles: np.ndarray, names: list[str], outer: float) -> None:

@@ -73,8 +73,17 @@ def test_radar_ticks_include_zero_one_and_the_negative_minimum() -> None:
     values = np.array([[1.0, 4.0, 4.0, 2.0, 7.0], [0.4, 1.0, 1.0, 1.0, -3.0]])
     low, high = radial_range(values)
     ticks = radial_ticks(values, low, high)
-    assert 0.0 in ticks and 1.0 in ticks and min(ticks) < 0
+    assert 0.0 in ticks and 1.0 in ticks and min(ticks) == -3.0
     assert all(low <= t <= high for t in ticks)
+
+
+def test_radar_tick_labels_keep_apart() -> None:
+    # A real case that drew "1" over "0.8" and "-0.6" over "-0.8".
+    values = np.array([[0.99, 1.2, 3.9, 1.5, 1.57], [0.88, 0.7, 1.0, 1.0, -0.601]])
+    low, high = radial_range(values)
+    ticks = radial_ticks(values, low, high)
+    assert {0.0, 1.0, -0.6} <= set(ticks)
+    assert np.min(np.diff(ticks)) >= 0.1 * (high - low)
 
 
 def test_radar_top_k_limits_the_runs() -> None:
