@@ -89,7 +89,7 @@ def test_recomputed_ocs_with_latency_speedup_equals_hand_computation(store, caps
     uri, ids = store
     rows = _by_name(_json(uri, "--speedup-metric", "speed/latency_ms", capsys=capsys), ids)
     for name in ("a", "b", "c"):
-        hw, base = RUNS[name][0], BASE[RUNS[name][1]]
+        base = BASE[RUNS[name][1]]
         expected = _ocs(RUNS[name][4], base)
         assert rows[name][keys.OCS] == pytest.approx(expected, rel=1e-12), name
         assert rows[name][keys.RATIO_SPEEDUP] == pytest.approx(base[1] / RUNS[name][4][1])
