@@ -526,14 +526,16 @@ def leaderboard_by_hardware(
     ratio_config: RatioConfig | None = None,
     tracking_uri: str | None = None,
     values: Sequence[str] = (keys.OCS, keys.LATENCY_MS),
+    hardware: str | None = None,
 ) -> pd.DataFrame:
     """The same recipes on each machine side by side (the paper's PC vs Raspberry Pi comparison).
 
     Index: recipe name; columns: ``(hardware label, metric)`` for each of ``values`` (default OCS
-    and median latency in ms). See :func:`pivot_by_hardware`.
+    and median latency in ms). ``hardware`` keeps one machine only (as in :func:`leaderboard`).
+    See :func:`pivot_by_hardware`.
     """
     frame = leaderboard(
-        experiment, study=study, technique=technique, ratio_config=ratio_config,
-        tracking_uri=tracking_uri,
+        experiment, study=study, technique=technique, hardware=hardware,
+        ratio_config=ratio_config, tracking_uri=tracking_uri,
     )
     return pivot_by_hardware(frame, values)

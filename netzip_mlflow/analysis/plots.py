@@ -88,15 +88,29 @@ def radial_range(values: np.ndarray) -> tuple[float, float]:
     return low - pad, high + pad
 
 
+TICK_GAP = 0.1
+"""Radar ticks closer than this share of the radial range are dropped (their labels would touch)."""
+
+
 def radial_ticks(values: np.ndarray, low: float, high: float) -> list[float]:
-    """Radar ticks: round steps, always 0 and 1, and the lowest value when it is negative."""
-    ticks = {float(t) for t in MaxNLocator(nbins=5).tick_values(low, high) if low <= t <= high}
-    ticks |= {0.0, 1.0}
+    """Radar ticks: 0, 1 and the lowest value when negative, then round steps that keep clear.
+
+    0 (the dashed ring) and 1 (no change) always get a tick, and so does the most negative value
+    (rounded to two digits) unless it is within :data:`TICK_GAP` of the range from 0; the round
+    steps of a :class:`MaxNLocator` are added only where they are at least that far from every tick
+    already chosen, so no two tick labels overlap.
+    """
+    gap = TICK_GAP * (high - low)
+    ticks = [0.0, 1.0]
     finite = values[np.isfinite(values)]
     lowest = float(finite.min()) if finite.size else 0.0
-    if lowest < 0 and all(abs(lowest - t) > 0.06 * (high - low) for t in ticks):
-        ticks.add(float(f"{lowest:.2g}"))
-    return sorted(ticks)
+    if lowest < 0 and abs(lowest) >= gap:
+        ticks.append(float(f"{lowest:.2g}"))
+    for tick in MaxNLocator(nbins=5).tick_values(low, high):
+        tick = float(tick)
+        if low <= tick <= high and all(abs(tick - t) >= gap for t in ticks):
+            ticks.append(tick)
+    return sorted(t for t in ticks if low <= t <= high)
 
 
 def _axis_names(ax: Axes, angles: np.ndarray, names: list[str], outer: float) -> None:
@@ -209,16 +223,75 @@ def _baseline_value(baseline: Mapping[str, Any] | pd.Series, key: str) -> float:
     return math.nan if value is None else float(value)
 
 
-def _label_points(ax: Axes, rows: pd.DataFrame, accuracy: str, areas: np.ndarray) -> None:
-    """Recipe names right of each bubble, alternately nudged up and down to limit overlaps."""
-    order = np.argsort(rows[keys.LATENCY_MS].to_numpy(dtype=float), kind="stable")
+BASELINE_MARKER_AREA = 260.0
+"""Area of the baseline's star in the bubble plot, points^2."""
+LABEL_FONT = 8.0
+"""Point size of the recipe labels of the bubble plot."""
+
+
+def _overlaps(box: tuple[float, float, float, float], others: list[tuple[float, float, float, float]]) -> bool:
+    x0, y0, x1, y1 = box
+    return any(x0 < b[2] and b[0] < x1 and y0 < b[3] and b[1] < y1 for b in others)
+
+
+def _label_points(
+    fig: Figure, ax: Axes, rows: pd.DataFrame, accuracy: str, areas: np.ndarray,
+    extra: Sequence[tuple[float, float, float]] = (),
+) -> None:
+    """Recipe names beside each bubble, placed where they overlap no other label or bubble.
+
+    After the layout is computed, each label (top to bottom) tries offsets right of its bubble, then
+    left, stepping up and down by a line; the first free spot inside the axes wins, joined to its
+    bubble by a thin line when moved off the bubble's centre line. Text sizes are estimated from the
+    font size (0.6 em per character). Everything is in points, so it holds at any saving dpi.
+    ``extra`` are other markers to keep clear of, as ``(x, y, radius in points)`` in data units.
+    """
+    fig.draw_without_rendering()  # final axes position and limits
+    to_points = 72.0 / fig.dpi
     labels = run_labels(rows)
     x, y = rows[keys.LATENCY_MS].to_numpy(dtype=float), rows[accuracy].to_numpy(dtype=float)
-    for step, i in enumerate(order):
-        radius = math.sqrt(areas[i] / math.pi)
-        nudge = (0, 9, -9)[step % 3]
-        ax.annotate(labels[i], (x[i], y[i]), xytext=(radius + 3, nudge),
-                    textcoords="offset points", fontsize=8, va="center")
+    centres = ax.transData.transform(np.column_stack([x, y])) * to_points
+    radii = np.sqrt(areas) / 2.0  # scatter area is the marker's square size in points^2
+    frame = ax.get_window_extent().extents * to_points
+    bubbles = [(cx - r, cy - r, cx + r, cy + r) for (cx, cy), r in zip(centres, radii)]
+    for ex, ey, er in extra:
+        if math.isfinite(ex) and math.isfinite(ey):
+            px, py = ax.transData.transform((ex, ey)) * to_points
+            bubbles.append((px - er, py - er, px + er, py + er))
+    height = LABEL_FONT * 1.35
+    placed: list[tuple[float, float, float, float]] = []
+    for i in np.argsort(-centres[:, 1], kind="stable"):
+        (cx, cy), r = centres[i], radii[i]
+        width = 0.6 * LABEL_FONT * len(labels[i])
+        obstacles = placed + [b for j, b in enumerate(bubbles) if j != i]  # extras have j >= n
+        choice = None
+        for step in range(12):
+            dy = height * ((step + 1) // 2) * (1 if step % 2 else -1) if step else 0.0
+            for side in (1, -1):
+                dx = side * (r + 3.0)
+                left = cx + dx if side > 0 else cx + dx - width
+                box = (left, cy + dy - height / 2, left + width, cy + dy + height / 2)
+                inside = frame[0] <= box[0] and box[2] <= frame[2] and frame[1] <= box[1] and box[3] <= frame[3]
+                if inside and not _overlaps(box, obstacles):
+                    choice = (dx, dy, side, box)
+                    break
+            if choice:
+                break
+        if choice is None:  # crowded: right of the bubble, where it may overlap
+            dx, dy, side = r + 3.0, 0.0, 1
+            box = (cx + dx, cy - height / 2, cx + dx + width, cy + height / 2)
+        else:
+            dx, dy, side, box = choice
+        placed.append(box)
+        ax.annotate(
+            labels[i], (x[i], y[i]), xytext=(dx, dy), textcoords="offset points",
+            fontsize=LABEL_FONT, va="center", ha="left" if side > 0 else "right", zorder=5,
+            bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 0.5},
+            arrowprops=(
+                {"arrowstyle": "-", "color": "gray", "linewidth": 0.6, "shrinkA": 0, "shrinkB": r}
+                if dy else None
+            ),
+        )
 
 
 def bubble_plot(
@@ -253,13 +326,12 @@ def bubble_plot(
         ax.scatter(rows.loc[part, keys.LATENCY_MS], rows.loc[part, accuracy], s=areas[part],
                    color=colour, alpha=0.55, edgecolors="black", linewidths=0.6, zorder=3)
         handles.append(_legend_marker(colour, "o", technique))
-    if len(rows) <= ANNOTATE_LIMIT:
-        _label_points(ax, rows, accuracy, areas)
+    extra: list[tuple[float, float, float]] = []
     if baseline is not None:
-        base_x = _baseline_value(baseline, keys.LATENCY_MS)
-        ax.scatter([base_x], [_baseline_value(baseline, accuracy)], s=260, marker="*",
-                   color="black", zorder=4)
+        base_x, base_y = _baseline_value(baseline, keys.LATENCY_MS), _baseline_value(baseline, accuracy)
+        ax.scatter([base_x], [base_y], s=BASELINE_MARKER_AREA, marker="*", color="black", zorder=4)
         handles.append(_legend_marker("black", "*", "baseline"))
+        extra.append((base_x, base_y, math.sqrt(BASELINE_MARKER_AREA) / 2))
     fig.legend(handles=handles, title="technique", loc="outside right upper", frameon=False)
     _size_legend(fig, reference, largest)
     ax.margins(0.12)
@@ -267,6 +339,8 @@ def bubble_plot(
     ax.set_ylabel(keys.METRICS[accuracy].description)
     ax.grid(alpha=0.3)
     ax.set_title(title or "Accuracy vs latency (bubble area ∝ disk size)")
+    if len(rows) <= ANNOTATE_LIMIT:
+        _label_points(fig, ax, rows, accuracy, areas, extra)
     return fig
 
 

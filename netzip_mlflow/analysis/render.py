@@ -10,6 +10,7 @@ know are shown as they are. MultiIndex columns (such as ``pivot_by_hardware``'s)
 from __future__ import annotations
 
 import io
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -284,6 +285,21 @@ def print_table(
     console.print(build_table(df, title, columns, width=console.width))
 
 
+def _json_value(value: object) -> object:
+    if _missing(value) or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    return value
+
+
+def _json_records(data: pd.DataFrame) -> str:
+    """A JSON list of records with every float at full (round-trip) precision; NaN/inf as null."""
+    records = [
+        {str(k): _json_value(v) for k, v in record.items()}
+        for record in data.to_dict(orient="records")
+    ]
+    return json.dumps(records, ensure_ascii=False, default=str)
+
+
 def render(df: pd.DataFrame, fmt: Format = "table", columns: Sequence[str] | None = None) -> str:
     """The frame as text in one of :data:`FORMATS`.
 
@@ -298,7 +314,7 @@ def render(df: pd.DataFrame, fmt: Format = "table", columns: Sequence[str] | Non
         data = flat if columns is None else flat[list(columns)]
         if fmt == "csv":
             return data.to_csv(index=False)
-        return data.to_json(orient="records", force_ascii=False)
+        return _json_records(data)
     if fmt == "table":
         buffer = io.StringIO()
         console = Console(file=buffer, width=200, color_system=None, force_terminal=False)

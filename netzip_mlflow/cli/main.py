@@ -128,12 +128,14 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from netzip_mlflow.analysis.leaderboard import leaderboard
+    from netzip_mlflow.analysis.leaderboard import baselines, leaderboard
     from netzip_mlflow.analysis.plots import bubble_plot, ocs_bar_plot, radar_plot, save
 
     board = leaderboard(args.experiment, study=args.study, ratio_config=_ratio_config(args))
+    base = baselines(args.experiment, study=args.study)
+    star = base.iloc[0] if len(base) == 1 else None  # the baseline is drawn when there is one
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, fig in (("radar", radar_plot(board, top_k=args.top_k)), ("ocs_bars", ocs_bar_plot(board)), ("accuracy_latency_bubbles", bubble_plot(board))):
+    for name, fig in (("radar", radar_plot(board, top_k=args.top_k)), ("ocs_bars", ocs_bar_plot(board)), ("accuracy_latency_bubbles", bubble_plot(board, baseline=star))):
         path = save(fig, args.out / f"{name}.png")
         console.print(f"wrote {path}")
     return 0

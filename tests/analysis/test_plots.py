@@ -73,8 +73,17 @@ def test_radar_ticks_include_zero_one_and_the_negative_minimum() -> None:
     values = np.array([[1.0, 4.0, 4.0, 2.0, 7.0], [0.4, 1.0, 1.0, 1.0, -3.0]])
     low, high = radial_range(values)
     ticks = radial_ticks(values, low, high)
-    assert 0.0 in ticks and 1.0 in ticks and min(ticks) < 0
+    assert 0.0 in ticks and 1.0 in ticks and min(ticks) == -3.0
     assert all(low <= t <= high for t in ticks)
+
+
+def test_radar_tick_labels_keep_apart() -> None:
+    # A real case that drew "1" over "0.8" and "-0.6" over "-0.8".
+    values = np.array([[0.99, 1.2, 3.9, 1.5, 1.57], [0.88, 0.7, 1.0, 1.0, -0.601]])
+    low, high = radial_range(values)
+    ticks = radial_ticks(values, low, high)
+    assert {0.0, 1.0, -0.6} <= set(ticks)
+    assert np.min(np.diff(ticks)) >= 0.1 * (high - low)
 
 
 def test_radar_top_k_limits_the_runs() -> None:
@@ -135,3 +144,28 @@ def test_plots_explain_missing_data() -> None:
         ocs_bar_plot(board().iloc[4:])
     with pytest.raises(DataError, match="leaderboard"):
         radar_plot(board().drop(columns=[keys.RATIO_SPEEDUP]))
+
+
+def test_bubble_labels_do_not_overlap_in_a_cluster() -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    names = ["ptq_int8_static_per_channel", "qat_int8", "fp16_half", "ptq_dynamic_linear_only",
+             "gup_l1_50", "structured_l1_30_macs", "gup_random_90", "structured_random_70"]
+    techniques = ["ptq", "qat", "fp16", "ptq_dynamic", "prune_unstructured", "prune_structured",
+                  "prune_unstructured", "prune_structured"]
+    latency = [2.1, 2.0, 4.8, 4.9, 5.2, 3.3, 5.1, 1.7]  # three clusters of overlapping bubbles
+    top1 = [0.985, 0.988, 0.99, 0.99, 0.962, 0.92, 0.41, 0.54]
+    disk = [11.2, 11.2, 22.4, 44.1, 44.7, 30.1, 44.7, 13.5]
+    df = pd.DataFrame({"recipe": names, "technique": techniques, keys.LATENCY_MS: latency,
+                       keys.TOP1: top1, keys.DISK_MB: disk, "hardware": "pc01"})
+    fig = bubble_plot(df, baseline={keys.TOP1: 0.99, keys.LATENCY_MS: 5.0, keys.DISK_MB: 44.7})
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    ax = fig.axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == sorted(names)
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    frame = ax.get_window_extent(renderer)
+    for i, a in enumerate(boxes):
+        assert frame.x0 <= a.x0 and a.x1 <= frame.x1 and frame.y0 <= a.y0 and a.y1 <= frame.y1
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), (ax.texts[i].get_text(), b)

@@ -69,6 +69,13 @@ def test_json_is_a_list_of_records_with_null_for_nan() -> None:
     assert records[0]["pareto_latency"] is True
 
 
+def test_json_keeps_full_float_precision() -> None:
+    df = pd.DataFrame({keys.OCS: [1 / 9, float("inf")], "rank": pd.array([1, None], dtype="Int64")})
+    records = json.loads(render(df, "json"))
+    assert records[0][keys.OCS] == 1 / 9 and records[0]["rank"] == 1
+    assert records[1][keys.OCS] is None and records[1]["rank"] is None
+
+
 def test_markdown_has_header_separator_and_one_line_per_row() -> None:
     lines = render(board(), "markdown").strip().splitlines()
     header = [c.strip() for c in lines[0].strip("|").split("|")]
