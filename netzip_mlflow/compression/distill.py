@@ -4,7 +4,8 @@ The teacher is the model given to ``compress`` (frozen, eval mode). The student 
 architecture with ``width`` of the channels of every layer except the classifier, cut through
 torch-pruning's dependency graph (:func:`netzip_mlflow.models.zoo.narrow`), so it is "the same
 family" for any model torch-pruning can trace: a half-width ResNet18 for a ResNet18. ``student:
-narrow`` starts from the teacher's largest-norm channels; ``student: scratch`` re-initialises it.
+narrow`` starts from the teacher's channels of largest L2 norm (torch-pruning's group
+magnitude: the conv, its BatchNorm and the next layer's inputs together); ``student: scratch`` re-initialises it.
 
 The loss (Hinton et al., 2015) on every batch is::
 
@@ -97,8 +98,6 @@ def _distill(
 ) -> CompressionResult:
     """Train a ``width``-narrow student against the frozen teacher ``model``."""
     teacher = model.eval()
-    for parameter in teacher.parameters():
-        parameter.requires_grad_(False)
     expected = reference_shape(teacher, example_inputs)
     width, temperature, alpha = float(params["width"]), float(params["temperature"]), float(
         params["alpha"]
@@ -106,8 +105,8 @@ def _distill(
     student = build_student(
         teacher, width, example_inputs, str(params["student"]), int(params["seed"])
     )
-    for parameter in student.parameters():
-        parameter.requires_grad_(True)
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
     if _count(student) >= _count(teacher):
         raise CompressionError(
             f"distill: width {width} removed no parameter from this model; lower params.width"
