@@ -8,8 +8,10 @@ Pruners (``params.pruner``): ``l1norm``, ``l2norm`` and ``fpgm`` mask whole outp
 Conv2d (``amount`` of each layer's channels, the classifier excluded); ``level`` masks individual
 weights of every Conv2d and Linear (``amount`` of each layer's weights, the classifier excluded).
 
-NNI's own ``ModelSpeedup``, which turns masks into smaller layers, fails on torch >= 2.2 (its
-tracer relies on removed torch internals), so channel masks are removed through torch-pruning's
+NNI's own ``ModelSpeedup``, which turns masks into smaller layers, fails on torch >= 2.2: its
+concrete tracer relies on torch internals that changed (with nni 3.0 and torch 2.14.1 on ResNet18:
+``AttributeError: 'NoneType' object has no attribute 'startswith'`` in
+``nni/common/concrete_trace_utils/concrete_tracer.py``, ``concrete_trace``). So channel masks are removed through torch-pruning's
 dependency graph instead: for every group of coupled channels (a conv's output, its BatchNorm, the
 next layers' inputs, residual additions) a channel is removed when every masked conv of the group
 masks it; where coupled convs disagree (residual branches) the channel stays, as NNI's speedup also
