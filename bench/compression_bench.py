@@ -114,7 +114,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--rounds", type=int, default=3, help="timing rounds (rotated order)")
-    parser.add_argument("--budget-s", type=float, default=8.0, help="timing budget per model per round")
+    parser.add_argument("--budget-s", type=float, default=8.0,
+                        help="timing budget per model per round, seconds")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     load_before = os.getloadavg()

@@ -66,7 +66,8 @@ def test_deep_compression_chains_prune_finetune_ptq() -> None:
     spec = load_study(ROOT / "recipes/deep_compression.yaml")
     chain = next(r for r in spec.recipes if r.name == "structured_50_ft_ptq")
     assert chain.technique == "pipeline"
-    assert [s["technique"] for s in chain.params["steps"]] == ["prune_structured", "finetune", "ptq"]
+    chain_names = [s["technique"] for s in chain.params["steps"]]
+    assert chain_names == ["prune_structured", "finetune", "ptq"]
     assert chain.params["steps"][2]["params"]["backend"] == "x86"  # step defaults filled in
 
 

@@ -5,7 +5,8 @@ architecture with ``width`` of the channels of every layer except the classifier
 torch-pruning's dependency graph (:func:`netzip_mlflow.models.zoo.narrow`), so it is "the same
 family" for any model torch-pruning can trace: a half-width ResNet18 for a ResNet18. ``student:
 narrow`` starts from the teacher's channels of largest L2 norm (torch-pruning's group
-magnitude: the conv, its BatchNorm and the next layer's inputs together); ``student: scratch`` re-initialises it.
+magnitude: the conv, its BatchNorm and the next layer's inputs together); ``student: scratch``
+re-initialises it.
 
 The loss (Hinton et al., 2015) on every batch is::
 

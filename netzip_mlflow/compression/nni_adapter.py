@@ -1,8 +1,8 @@
 """``nni``: Microsoft NNI 3.0 pruners make the masks, torch-pruning removes what they mask.
 
-Needs the optional extra ``pip install 'netzip-mlflow[nni]'`` (``nni==3.0``); without it the technique
-is still listed but applying it raises :class:`~netzip_mlflow.errors.CompressionError` saying how to
-install it. NNI is imported only when the technique runs.
+Needs the optional extra ``pip install 'netzip-mlflow[nni]'`` (``nni==3.0``); without it the
+technique is still listed, but applying it raises :class:`~netzip_mlflow.errors.CompressionError`
+saying how to install it. NNI is imported only when the technique runs.
 
 Pruners (``params.pruner``): ``l1norm``, ``l2norm`` and ``fpgm`` mask whole output channels of every
 Conv2d (``amount`` of each layer's channels, the classifier excluded); ``level`` masks individual
@@ -10,14 +10,14 @@ weights of every Conv2d and Linear (``amount`` of each layer's weights, the clas
 
 NNI's own ``ModelSpeedup``, which turns masks into smaller layers, fails on torch >= 2.2: its
 concrete tracer relies on torch internals that changed (with nni 3.0 and torch 2.14.1 on ResNet18:
-``AttributeError: 'NoneType' object has no attribute 'startswith'`` in
-``nni/common/concrete_trace_utils/concrete_tracer.py``, ``concrete_trace``). So channel masks are removed through torch-pruning's
-dependency graph instead: for every group of coupled channels (a conv's output, its BatchNorm, the
-next layers' inputs, residual additions) a channel is removed when every masked conv of the group
-masks it; where coupled convs disagree (residual branches) the channel stays, as NNI's speedup also
-keeps the union of the kept channels. The removed channels really shrink the tensors. ``level``
-masks cannot be removed (they are scattered zeros): they are applied as zeros, kept at zero during
-fine-tuning, and show in ``size/sparsity`` like ``prune_unstructured``.
+``AttributeError: 'NoneType' object has no attribute 'startswith'`` in ``concrete_trace``,
+``nni/common/concrete_trace_utils/concrete_tracer.py``). So channel masks are removed through
+torch-pruning's dependency graph instead: for every group of coupled channels (a conv's output, its
+BatchNorm, the next layers' inputs, residual additions) a channel is removed when every masked conv
+of the group masks it; where coupled convs disagree (residual branches) the channel stays, as NNI's
+speedup also keeps the union of the kept channels. The removed channels really shrink the tensors.
+``level`` masks cannot be removed (they are scattered zeros): they are applied as zeros, kept at
+zero during fine-tuning, and show in ``size/sparsity`` like ``prune_unstructured``.
 """
 
 from __future__ import annotations

@@ -68,7 +68,9 @@ def validate_steps(steps: Any) -> list[dict[str, Any]]:
             )
         for key in step:
             if key not in _STEP_KEYS:
-                raise ConfigError(f"{where}.{key}", "unknown key", "a step has technique and params")
+                raise ConfigError(
+                    f"{where}.{key}", "unknown key", "a step has technique and params"
+                )
         if "technique" not in step:
             raise ConfigError(f"{where}.technique", "is missing", "name the step's technique")
         name = step["technique"]

@@ -34,4 +34,5 @@ def test_describe_states_allowed_values_default_and_help() -> None:
     assert backend.describe() == "backend: one of: x86, qnnpack, default 'x86' - kernels"
     flag = ParamSpec("fuse", bool, True, "fuse modules")
     assert flag.describe() == "fuse: a boolean, default true - fuse modules"
-    assert ParamSpec("n", int, 10, "batches", low=1).describe() == "n: an integer in [1, inf), default 10 - batches"
+    count = ParamSpec("n", int, 10, "batches", low=1)
+    assert count.describe() == "n: an integer in [1, inf), default 10 - batches"

@@ -68,7 +68,8 @@ def test_scratch_student_is_reinitialised(tiny_cnn: nn.Module, loader: DataLoade
 
 def test_distillation_loss_matches_the_formula() -> None:
     generator = torch.Generator().manual_seed(0)
-    student, teacher = torch.randn(4, 5, generator=generator), torch.randn(4, 5, generator=generator)
+    student = torch.randn(4, 5, generator=generator)
+    teacher = torch.randn(4, 5, generator=generator)
     targets = torch.tensor([0, 1, 2, 3])
     t, alpha = 3.0, 0.6
     p_teacher = torch.softmax(teacher / t, 1)

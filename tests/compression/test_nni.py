@@ -32,7 +32,9 @@ def test_channel_pruners_remove_the_masked_channels(
         assert model(batch).shape == tiny_cnn(batch).shape
 
 
-def test_l1norm_keeps_the_channels_of_largest_l1_norm(tiny_cnn: nn.Module, batch: torch.Tensor) -> None:
+def test_l1norm_keeps_the_channels_of_largest_l1_norm(
+    tiny_cnn: nn.Module, batch: torch.Tensor
+) -> None:
     result = compress(tiny_cnn, "nni", {"pruner": "l1norm", "amount": 0.5}, example_inputs=batch)
     weight = tiny_cnn.features[0].weight.detach()
     kept = torch.sort(torch.topk(weight.abs().flatten(1).sum(1), 8).indices).values
@@ -49,5 +51,6 @@ def test_level_pruner_zeroes_weights_within_one_percent(
     total = sum(c.weight.numel() for c in convs)
     assert zeros / total == pytest.approx(0.6, abs=0.01)
     assert result.info["sparsity_achieved"] == pytest.approx(zeros / total)
-    assert torch.count_nonzero(result.model.classifier.weight) == result.model.classifier.weight.numel()
+    head = result.model.classifier.weight
+    assert torch.count_nonzero(head) == head.numel()
     assert _params(result.model) == _params(tiny_cnn)

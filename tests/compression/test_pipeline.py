@@ -62,7 +62,9 @@ def test_epochs_are_numbered_across_training_steps(tiny_cnn: nn.Module, loader: 
     assert result.info["step1.sparsity_achieved"] == pytest.approx(0.5, abs=0.01)
 
 
-def test_compress_accepts_steps_in_place_of_a_technique(tiny_cnn: nn.Module, batch: torch.Tensor) -> None:
+def test_compress_accepts_steps_in_place_of_a_technique(
+    tiny_cnn: nn.Module, batch: torch.Tensor
+) -> None:
     steps = [{"technique": "prune_unstructured", "params": {"amount": 0.3}}, {"technique": "fp16"}]
     result = compress(tiny_cnn, steps, example_inputs=batch)
     assert result.info["steps"] == "prune_unstructured+fp16"
