@@ -153,6 +153,7 @@ PTQ = TechniqueSpec(
     needs_example_inputs=True,
     data_usage="calibration batches (real data, not noise)",
     apply=_ptq,
+    final=True,
 )
 
 
@@ -202,6 +203,7 @@ PTQ_DYNAMIC = TechniqueSpec(
     needs_example_inputs=False,
     data_usage="not used (a batch, if given, checks the result runs)",
     apply=_ptq_dynamic,
+    final=True,
 )
 
 
@@ -239,6 +241,7 @@ FP16 = TechniqueSpec(
     needs_example_inputs=False,
     data_usage="not used (a batch, if given, checks the result runs)",
     apply=_fp16,
+    final=True,
 )
 
 
@@ -312,6 +315,7 @@ QAT = TechniqueSpec(
     needs_example_inputs=True,
     data_usage="training batches (inputs, class-index targets)",
     apply=_qat,
+    final=True,
 )
 
 TECHNIQUES: tuple[TechniqueSpec, ...] = (PTQ, PTQ_DYNAMIC, FP16, QAT)

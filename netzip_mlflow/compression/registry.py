@@ -1,19 +1,30 @@
 """The registry of compression techniques and :func:`compress`, the entry point that applies them.
 
 Built-in techniques (names are a contract): ``ptq``, ``ptq_dynamic``, ``fp16``, ``qat``,
-``prune_unstructured``, ``prune_structured``. More can be added with :func:`register_technique`.
+``prune_unstructured``, ``prune_structured``; also ``finetune`` (a pipeline step), ``distill``
+(knowledge distillation into a narrower student), ``nni`` (NNI 3.0 pruners, optional extra) and
+``pipeline`` (several techniques in order, see :mod:`netzip_mlflow.compression.pipeline`). More can
+be added with :func:`register_technique`.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from netzip_mlflow.compression import pruning, quantization, structured
+from netzip_mlflow.compression import (
+    distill,
+    finetune,
+    nni_adapter,
+    pipeline,
+    pruning,
+    quantization,
+    structured,
+)
 from netzip_mlflow.compression.common import require_data
 from netzip_mlflow.compression.result import CompressionResult
 from netzip_mlflow.compression.spec import ParamValue, TechniqueSpec, TrainingHooks
@@ -36,7 +47,15 @@ def register_technique(spec: TechniqueSpec, *, replace: bool = False) -> None:
     _REGISTRY[spec.name] = spec
 
 
-for _spec in (*quantization.TECHNIQUES, *pruning.TECHNIQUES, *structured.TECHNIQUES):
+for _spec in (
+    *quantization.TECHNIQUES,
+    *pruning.TECHNIQUES,
+    *structured.TECHNIQUES,
+    *finetune.TECHNIQUES,
+    *distill.TECHNIQUES,
+    *nni_adapter.TECHNIQUES,
+    pipeline.PIPELINE_SPEC,
+):
     register_technique(_spec)
 
 
@@ -73,7 +92,7 @@ def validate_params(technique: str, params: Mapping[str, Any] | None) -> dict[st
 
 def compress(
     model: nn.Module,
-    technique: str,
+    technique: str | Sequence[Mapping[str, Any]],
     params: Mapping[str, Any] | None = None,
     data: Iterable | None = None,
     example_inputs: torch.Tensor | None = None,
@@ -85,7 +104,9 @@ def compress(
 
     Args:
         model: the float model to compress.
-        technique: a registered technique name (see :func:`list_techniques`).
+        technique: a registered technique name (see :func:`list_techniques`), or a list of pipeline
+            steps ``[{"technique": ..., "params": {...}}, ...]`` applied in order (then ``params``
+            must be ``None``; see :func:`~netzip_mlflow.compression.pipeline.compress_pipeline`).
         params: the technique's parameters; missing ones take their defaults.
         data: ``(inputs, targets)`` batches (a ``DataLoader``) for calibration, training or
             fine-tuning.
@@ -104,24 +125,48 @@ def compress(
         ModelError: ``model`` is not a ``torch.nn.Module``.
         CompressionError: the technique cannot be applied to this model (the message says why).
     """
+    if not isinstance(technique, str) and isinstance(technique, Sequence):
+        if params is not None:
+            raise ConfigError("params", "give the parameters inside each pipeline step")
+        technique, params = pipeline.PIPELINE, {"steps": list(technique)}
     spec = get_technique(technique)
     checked = spec.validate(params)
     if not isinstance(model, nn.Module):
         raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if spec.needs_data:
-        require_data(data, technique, f"({spec.data_usage})")
     if example_inputs is None and data is not None:
         example_inputs = first_inputs(data)
+    work = _private_copy(model)
+    hooks = TrainingHooks(on_epoch_end=on_epoch_end, progress=progress)
+    result = apply_technique(spec, work, checked, data, example_inputs, hooks)
+    result.model.eval()
+    return result
+
+
+def apply_technique(
+    spec: TechniqueSpec,
+    model: nn.Module,
+    params: dict[str, Any],
+    data: Iterable | None,
+    example_inputs: torch.Tensor | None,
+    hooks: TrainingHooks,
+) -> CompressionResult:
+    """Apply ``spec`` with already validated ``params`` to ``model`` itself (no copy).
+
+    :func:`compress` (which copies first) is the public entry point; pipelines use this one to
+    chain steps on one private copy.
+
+    Raises:
+        ConfigError: the technique needs ``data`` or ``example_inputs`` that are missing.
+    """
+    technique = spec.name
+    if spec.needs_data:
+        require_data(data, technique, f"({spec.data_usage})")
     if spec.needs_example_inputs and example_inputs is None:
         raise ConfigError(
             "example_inputs", f"technique {technique!r} needs an input batch to trace the model",
             "pass example_inputs=<tensor batch> or data=DataLoader(...)",
         )
-    work = _private_copy(model)
-    hooks = TrainingHooks(on_epoch_end=on_epoch_end, progress=progress)
-    result = spec.apply(work, checked, data, example_inputs, hooks)
-    result.model.eval()
-    return result
+    return spec.apply(model, params, data, example_inputs, hooks)
 
 
 def _private_copy(model: nn.Module) -> nn.Module:

@@ -78,6 +78,16 @@ class ParamSpec:
             return _TYPE_NAMES[self.type]
         return f"{_TYPE_NAMES[self.type]} in {self.interval()}"
 
+    def describe(self) -> str:
+        """One line for ``netzip techniques``: name, allowed values, default and help.
+
+        Example: ``"amount: a number in (0, 1), default 0.75 - fraction of the weights to remove"``.
+        """
+        default = _fmt(self.default) if isinstance(self.default, float) else repr(self.default)
+        if isinstance(self.default, bool):
+            default = str(self.default).lower()
+        return f"{self.name}: {self.allowed()}, default {default} - {self.help}"
+
     def interval(self) -> str:
         """The allowed numeric range in interval notation, e.g. ``"(0, 1)"`` or ``"[0, inf)"``."""
         left = "[" if self.low_inclusive and self.low is not None else "("
@@ -146,6 +156,8 @@ class TechniqueSpec:
             taken from the first batch of ``data`` when not given.
         data_usage: one line saying what ``data`` is used for.
         apply: the implementation.
+        final: the result is no longer a float model (int8, float16) that other techniques can
+            take, so in a pipeline this technique must be the last step.
     """
 
     name: str
@@ -155,6 +167,7 @@ class TechniqueSpec:
     needs_example_inputs: bool
     data_usage: str
     apply: TechniqueFn = field(repr=False, compare=False)
+    final: bool = False
 
     def defaults(self) -> dict[str, ParamValue]:
         """Every parameter with its default value."""

@@ -86,11 +86,36 @@ class EvaluationSpec(_Strict):
 
 
 class RecipeSpec(_Strict):
-    """One compression recipe: a name (unique in the study), a technique and its parameters."""
+    """One compression recipe: a name (unique in the study), a technique and its parameters.
+
+    A recipe either names one ``technique`` with its ``params``, or chains ``steps`` (a list of
+    ``{technique, params}``, e.g. prune_structured -> finetune -> ptq). A ``steps`` recipe is stored
+    as ``technique: pipeline`` with ``params: {steps: [...]}``; the loader checks every step and
+    names the field, e.g. ``recipes[2].steps[1].params.amount``.
+    """
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")
     technique: str
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _steps_are_a_pipeline(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        has_steps, has_technique = "steps" in raw, "technique" in raw
+        if has_steps and has_technique:
+            raise ValueError("give either 'technique' (with 'params') or 'steps', not both")
+        if not has_steps and not has_technique:
+            raise ValueError("give 'technique' (with 'params') or 'steps' (a list of {technique, params})")
+        if not has_steps:
+            return raw
+        if "params" in raw:
+            raise ValueError("a recipe with 'steps' has no 'params' of its own; give each step its params")
+        if not isinstance(raw["steps"], list) or not raw["steps"]:
+            raise ValueError("'steps' must be a non-empty list of {technique, params}")
+        rest = {k: v for k, v in raw.items() if k != "steps"}
+        return {**rest, "technique": "pipeline", "params": {"steps": raw["steps"]}}
 
 
 class StudySpec(_Strict):

@@ -9,7 +9,9 @@ the full ``lr``) or a constant one.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any, Literal
@@ -23,6 +25,8 @@ from netzip_mlflow.errors import ConfigError, DataError, ModelError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: ``loss(student_outputs, targets, teacher_outputs) -> scalar`` (knowledge distillation).
+TeacherLossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 EpochCallback = Callable[[int, dict[str, float]], None]
 
 #: Batch size used when a map-style ``Dataset`` is passed where batches are expected.
@@ -79,10 +83,12 @@ def train(
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
     schedule: Literal["cosine", "constant"] = "cosine",
-    loss_fn: LossFn | None = None,
+    loss_fn: LossFn | TeacherLossFn | None = None,
     on_epoch_end: EpochCallback | None = None,
     progress: bool = True,
     device: str | torch.device = "cpu",
+    teacher: nn.Module | None = None,
+    system_metrics: bool = True,
 ) -> list[dict[str, float]]:
     """Train ``model`` in place for ``epochs`` passes over ``data``.
 
@@ -97,10 +103,16 @@ def train(
         weight_decay: L2 penalty of the optimizer.
         schedule: ``"cosine"`` (per-epoch cosine decay from ``lr``, see the module docstring) or
             ``"constant"``.
-        loss_fn: ``loss_fn(outputs, targets) -> scalar``; cross-entropy when ``None``.
+        loss_fn: ``loss_fn(outputs, targets) -> scalar``; cross-entropy when ``None``. With a
+            ``teacher``, ``loss_fn(outputs, targets, teacher_outputs) -> scalar`` (required).
         on_epoch_end: called as ``on_epoch_end(epoch, metrics)`` after each epoch (epoch from 0).
         progress: show a tqdm progress bar per epoch.
         device: where to train.
+        teacher: a frozen model run (eval mode, no gradients) on every batch; its outputs are
+            the third argument of ``loss_fn`` (knowledge distillation).
+        system_metrics: when an MLflow run is active, sample MLflow system metrics (CPU, memory,
+            disk, network, GPU: ``system/*``) into it while training (see
+            :func:`log_system_metrics`).
 
     Returns:
         One dict per epoch: ``"loss"`` (mean loss per sample) and, when the targets are class
@@ -112,17 +124,65 @@ def train(
         ModelError: the loss became NaN or infinite (lower ``lr``).
     """
     _check_settings(epochs, lr, schedule)
+    if teacher is not None and loss_fn is None:
+        raise ConfigError(
+            "loss_fn", "training with a teacher needs loss_fn(outputs, targets, teacher_outputs)"
+        )
     model.to(device)
+    if teacher is not None:
+        teacher.to(device).eval()
     opt = _make_optimizer(model, optimizer, lr, momentum, weight_decay)
     loss_fn = loss_fn or nn.functional.cross_entropy
     history: list[dict[str, float]] = []
-    for epoch in range(epochs):
-        _set_lr(opt, epoch_lr(lr, epoch, epochs, schedule))
-        metrics = _train_epoch(model, data, opt, loss_fn, device, epoch, epochs, progress)
-        history.append(metrics)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, metrics)
+    monitor = log_system_metrics() if system_metrics and epochs else contextlib.nullcontext()
+    with monitor:
+        for epoch in range(epochs):
+            _set_lr(opt, epoch_lr(lr, epoch, epochs, schedule))
+            metrics = _train_epoch(
+                model, data, opt, loss_fn, device, epoch, epochs, progress, teacher
+            )
+            history.append(metrics)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, metrics)
     return history
+
+
+@contextlib.contextmanager
+def log_system_metrics(
+    run_id: str | None = None, interval_s: float = 2.0
+) -> Iterator[bool]:
+    """Log MLflow system metrics (``system/cpu_utilization_percentage``, memory, disk, network,
+    GPU) into an MLflow run while the block runs.
+
+    Works on a run that is already open (unlike ``mlflow.start_run(log_system_metrics=True)``,
+    which must be decided when the run starts): it starts MLflow's ``SystemMetricsMonitor`` for
+    the run and stops it when the block ends. Without ``run_id`` it uses the active run; with no
+    active run (or when MLflow was never imported, so no run can be active) it does nothing.
+
+    Args:
+        run_id: the run to log into (default: the active run).
+        interval_s: seconds between samples (each sample is logged at once).
+
+    Yields:
+        Whether a monitor was started.
+    """
+    mlflow = sys.modules.get("mlflow")
+    if run_id is None and mlflow is not None:
+        active = mlflow.active_run()
+        run_id = active.info.run_id if active is not None else None
+    if run_id is None:
+        yield False
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(
+        run_id, sampling_interval=interval_s, samples_before_logging=1, resume_logging=True
+    )
+    monitor.start()
+    try:
+        yield True
+    finally:
+        monitor.finish()
 
 
 def _check_settings(epochs: int, lr: float, schedule: str) -> None:
@@ -168,6 +228,7 @@ def _train_epoch(
     epoch: int,
     epochs: int,
     progress: bool,
+    teacher: nn.Module | None = None,
 ) -> dict[str, float]:
     model.train()
     total_loss, seen, correct, counted = 0.0, 0, 0, 0
@@ -182,7 +243,12 @@ def _train_epoch(
         inputs, targets = inputs.to(device), targets.to(device)
         opt.zero_grad(set_to_none=True)
         outputs = model(inputs)
-        loss = loss_fn(outputs, targets)
+        if teacher is None:
+            loss = loss_fn(outputs, targets)
+        else:
+            with torch.no_grad():
+                teacher_outputs = teacher(inputs)
+            loss = loss_fn(outputs, targets, teacher_outputs)
         if not torch.isfinite(loss):
             raise ModelError(
                 f"the training loss became {loss.item()} at epoch {epoch}, batch {step}; "

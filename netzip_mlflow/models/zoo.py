@@ -1,10 +1,17 @@
-"""Built-in architectures, built with random weights (no download), adapted to the input size."""
+"""Built-in architectures, built with random weights (no download), adapted to the input size.
+
+Every architecture can be built narrower (``width`` < 1: that fraction of the channels of every
+layer but the classifier), e.g. a half-width ResNet18 as a distillation student. Narrowing goes
+through torch-pruning's dependency graph (:func:`narrow`), so residual additions stay consistent and
+the module structure stays the same as the full-width model's.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import torch
+import torch_pruning as tp
 import torchvision
 from torch import nn
 
@@ -61,10 +68,100 @@ ARCHITECTURES: dict[str, Callable[[int, tuple[int, int, int]], nn.Module]] = {
     "tiny_cnn": tiny_cnn,
 }
 
+#: The classifier of each built-in architecture (kept at full width by :func:`narrow`).
+_HEADS = {"resnet18": "fc", "tiny_cnn": "classifier"}
 
-def build_model(arch: str, num_classes: int, input_shape: tuple[int, int, int], seed: int = 0) -> nn.Module:
-    """Build a built-in architecture with seeded random weights."""
+
+def narrow(
+    model: nn.Module,
+    width: float,
+    example_inputs: torch.Tensor,
+    keep: nn.Module,
+    importance: str = "l2",
+) -> nn.Module:
+    """Remove ``1 - width`` of the channels of every layer of ``model`` (in place), but ``keep``.
+
+    Args:
+        model: the model to narrow (modified and returned).
+        width: fraction of the channels kept, in (0, 1].
+        example_inputs: a batch the model accepts (for the dependency graph).
+        keep: a module whose output channels stay (the classifier).
+        importance: which channels stay: ``"l2"`` (largest weight norm) or ``"random"``.
+
+    Raises:
+        ConfigError: ``width`` is not in (0, 1] or ``importance`` unknown.
+    """
+    if isinstance(width, bool) or not isinstance(width, int | float) or not 0 < width <= 1:
+        raise ConfigError("width", f"must be a number in (0, 1], got {width!r}")
+    if importance not in ("l2", "random"):
+        raise ConfigError("importance", f"must be one of: l2, random, got {importance!r}")
+    if width == 1:
+        return model
+    scorer = (
+        tp.importance.MagnitudeImportance(p=2)
+        if importance == "l2"
+        else tp.importance.RandomImportance()
+    )
+    was_training = model.training
+    model.eval()
+    pruner = tp.pruner.BasePruner(
+        model, example_inputs[:1], importance=scorer, pruning_ratio=1.0 - width,
+        global_pruning=False, ignored_layers=[keep],
+    )
+    pruner.step()
+    model.train(was_training)
+    return model
+
+
+def reinitialize(model: nn.Module) -> nn.Module:
+    """Fresh random weights as torchvision initialises ResNets (in place, uses the global RNG).
+
+    Convolutions: Kaiming normal (fan-out, ReLU); BatchNorm/GroupNorm: weight 1, bias 0; other
+    layers with ``reset_parameters`` (Linear...): their own default initialisation.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.modules.conv._ConvNd):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm | nn.GroupNorm):
+            if module.weight is not None:
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            if getattr(module, "running_mean", None) is not None:
+                module.reset_running_stats()
+        elif hasattr(module, "reset_parameters") and not list(module.children()):
+            module.reset_parameters()
+    return model
+
+
+def build_model(
+    arch: str,
+    num_classes: int,
+    input_shape: tuple[int, int, int],
+    seed: int = 0,
+    width: float = 1.0,
+) -> nn.Module:
+    """Build a built-in architecture with seeded random weights.
+
+    Args:
+        arch: ``"resnet18"`` or ``"tiny_cnn"``.
+        num_classes: outputs of the classifier.
+        input_shape: ``(channels, height, width)`` of one input image.
+        seed: seeds the random weights.
+        width: fraction (0-1] of the channels of every layer but the classifier (1: the standard
+            model; 0.5: half the channels, about a quarter of the parameters and MACs).
+
+    Raises:
+        ConfigError: unknown ``arch`` (field ``model.arch``) or ``width`` out of (0, 1].
+    """
     if arch not in ARCHITECTURES:
         raise ConfigError("model.arch", f"unknown architecture {arch!r}", f"use one of {sorted(ARCHITECTURES)}")
     torch.manual_seed(seed)
-    return ARCHITECTURES[arch](num_classes, input_shape)
+    model = ARCHITECTURES[arch](num_classes, input_shape)
+    if width != 1:
+        example = torch.zeros(1, *input_shape)
+        narrow(model, width, example, keep=model.get_submodule(_HEADS[arch]))
+        torch.manual_seed(seed)
+        reinitialize(model)
+    return model
