@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except NetzipError as exc:
-        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/] {escape(' '.join(str(exc).split()))}", highlight=False, soft_wrap=True)
         return 2
     except MlflowException as exc:  # the store failed outside the places that wrap its errors
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__

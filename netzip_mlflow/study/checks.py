@@ -40,17 +40,17 @@ def check_model_outputs(model: nn.Module, inputs: torch.Tensor, labels: torch.Te
                 f"{what} fails on data of shape {tuple(inputs.shape)} ({first}); "
                 "make the model's expected input (channels, size) match data.channels and data.image_size"
             ) from exc
+        if isinstance(out, torch.Tensor) and out.ndim == 2 and out.shape[1] < num_classes:
+            raise ModelError(
+                f"{what} has {out.shape[1]} outputs but the data has {num_classes} classes; "
+                "build the model with num_classes matching the dataset's classes"
+            )
         try:
             logits = check_logits(out, labels)
         except ModelError as exc:
             raise ModelError(f"{what}: {exc}") from None
         except DataError as exc:
             raise DataError(f"{what}: {exc}") from None
-        if logits.shape[1] < num_classes:
-            raise ModelError(
-                f"{what} has {logits.shape[1]} outputs but the data has {num_classes} classes; "
-                "build the model with num_classes matching the dataset's class folders"
-            )
         if not bool(torch.isfinite(logits).all()):
             bad = int((~torch.isfinite(logits)).any(dim=1).sum())
             raise ModelError(
