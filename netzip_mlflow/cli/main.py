@@ -107,7 +107,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         console.print(
             f"Resumed study run {result.study_run_id}: baseline {'reused' if result.baseline_reused else 're-run'}, "
             f"{reused} of {len(result.outcomes)} recipe runs reused, {len(result.killed)} interrupted runs marked KILLED "
-            "(--fresh starts over)"
+            "(--fresh starts over)",
+            soft_wrap=True,
         )
     if result.leaderboard is not None and not result.leaderboard.empty:
         print_table(result.leaderboard, console=console, title=f"OCS leaderboard — study {result.study}")
