@@ -314,6 +314,8 @@ def _run_in_parent(
             spec.study, parent_id, len(previous.recipes), len(previous.killed),
         )
         retry_locked(mlflow.set_tag, TAG_RESUMED, "true")
+        if keys.TAG_ERROR in mlflow.get_run(parent_id).data.tags:  # an earlier attempt failed; this one may not
+            retry_locked(mlflow.delete_tag, keys.TAG_ERROR)
     else:
         retry_locked(mlflow.log_text, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), "study.yaml")
         retry_locked(mlflow.log_params, {"seed": spec.seed, "recipes": len(spec.recipes), "data.train_samples": len(data.split.train), "data.test_samples": len(data.split.test)})
