@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from netzip_mlflow.cli import class_impact_cmd, evaluate_cmd
 from netzip_mlflow.errors import NetzipError
@@ -65,6 +66,11 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a field, e.g. --set data.path=/data/images (repeatable)")
     run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--fresh", action="store_true",
+                     help="start a new study run instead of resuming the last one of this study")
+    run.add_argument("--trust-model-file", action="store_true",
+                     help="allow model.path to be a whole pickled module; unpickling can run "
+                          "arbitrary code, so only for files you made yourself")
 
     board = sub.add_parser("leaderboard", help="rank compressed runs by OCS (from MLflow queries only)")
     board.add_argument("--experiment", required=True, action="append", help="experiment name (repeatable)")
@@ -96,7 +102,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from netzip_mlflow.study.runner import run_study
 
     overrides = dict(parse_override(o) for o in args.overrides)
-    result = run_study(args.study, overrides, progress=not args.no_progress)
+    result = run_study(
+        args.study, overrides, progress=not args.no_progress, fresh=args.fresh, trust_model_file=args.trust_model_file
+    )
+    if result.resumed:
+        reused = sum(o.reused for o in result.outcomes)
+        console.print(
+            f"Resumed study run {result.study_run_id}: baseline {'reused' if result.baseline_reused else 're-run'}, "
+            f"{reused} of {len(result.outcomes)} recipe runs reused, {len(result.killed)} interrupted runs marked KILLED "
+            "(--fresh starts over)",
+            soft_wrap=True,
+        )
     if result.leaderboard is not None and not result.leaderboard.empty:
         print_table(result.leaderboard, console=console, title=f"OCS leaderboard — study {result.study}")
     import mlflow
@@ -105,7 +121,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     console.print(f"Open the MLflow UI:  mlflow ui --backend-store-uri {mlflow.get_tracking_uri()}")
     if result.failed:
         for outcome in result.failed:
-            err_console.print(f"[red]FAILED[/] {outcome.recipe} ({outcome.technique}): {outcome.error}")
+            err_console.print(f"[red]FAILED[/] {outcome.recipe} ({outcome.technique}): {escape(outcome.error or '')}", highlight=False, soft_wrap=True)
         err_console.print(f"{len(result.failed)} of {len(result.outcomes)} recipes failed; see their runs' netzip.error tags")
         return 1
     return 0
@@ -176,10 +192,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         import mlflow
 
         mlflow.set_tracking_uri(args.tracking_uri)
+    from mlflow.exceptions import MlflowException
+
     try:
         return COMMANDS[args.command](args)
     except NetzipError as exc:
-        err_console.print(f"[red]error:[/] {exc}")
+        err_console.print(f"[red]error:[/] {escape(' '.join(str(exc).split()))}", highlight=False, soft_wrap=True)
+        return 2
+    except MlflowException as exc:  # the store failed outside the places that wrap its errors
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        err_console.print(f"[red]error:[/] MLflow tracking failed: {escape(first)} (check --tracking-uri / MLFLOW_TRACKING_URI)", highlight=False, soft_wrap=True)
         return 2
 
 

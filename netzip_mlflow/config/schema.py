@@ -46,7 +46,11 @@ class ModelSpec(_Strict):
 
     arch: str = "resnet18"
     path: Path | None = None
-    trust_model_file: bool = False
+    trust_model_file: bool = Field(
+        False,
+        description="allow a model file that is a whole pickled module: unpickling can run code, "
+        "so only for files you made yourself (CLI: --trust-model-file)",
+    )
     train: TrainSpec = TrainSpec()
 
 
@@ -83,6 +87,8 @@ class EvaluationSpec(_Strict):
     power_log: Path | None = None
     latency: LatencySpec = LatencySpec()
     ratios: RatioSpec = RatioSpec()
+    system_metrics: bool = Field(True, description="log MLflow system metrics (system/*) while training")
+    system_metrics_interval_s: float = Field(5.0, gt=0, description="system metrics sampling interval, s")
 
 
 class RecipeSpec(_Strict):

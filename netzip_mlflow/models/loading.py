@@ -1,14 +1,15 @@
 """Loading user models from files, safely by default.
 
-A state_dict is loaded with ``torch.load(weights_only=True)``, which cannot run code. A whole pickled
-``nn.Module`` needs ``trust=True`` (``--trust-model-file`` on the CLI): unpickling can execute arbitrary
-code, so only do it for files you made yourself.
+A state_dict is loaded with ``torch.load(weights_only=True)``, which only rebuilds tensors and plain
+containers and cannot run code. A whole pickled ``nn.Module`` needs ``trust=True``
+(``--trust-model-file`` on the CLI, ``model.trust_model_file: true`` in a study YAML): a pickle can
+run arbitrary code when it is loaded (any ``__reduce__`` it names is called), so only trust files
+you made yourself or got from someone you would let run programs on your machine. Save models to
+share as ``torch.save(model.state_dict(), path)`` and name the architecture in ``model.arch``.
 """
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 
 import torch
@@ -30,7 +31,8 @@ def load_model_file(path: str | Path, model: nn.Module | None = None, trust: boo
         raise ModelError(f"model.path: {file} does not exist")
     try:
         obj = torch.load(file, map_location="cpu", weights_only=not trust)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile) as exc:
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails in many ways: UnpicklingError,
+        # RuntimeError, EOFError, BadZipFile, OSError (truncated zip), IndexError (text file), ...
         hint = (
             "it holds more than tensors; if you made it yourself, pass --trust-model-file "
             "(unpickling can run code)"
@@ -47,5 +49,11 @@ def load_model_file(path: str | Path, model: nn.Module | None = None, trust: boo
     try:
         model.load_state_dict(obj)
     except RuntimeError as exc:
-        raise ModelError(f"model.path: {file} does not fit the architecture: {exc}") from exc
+        details = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
+        first = details[0][:300] if details else str(exc).splitlines()[0]
+        raise ModelError(
+            f"model.path: {file} does not fit the architecture {type(model).__name__} built for this data "
+            f"({first}); save the state_dict of model.arch built with the dataset's number of classes "
+            "and input channels, or name the architecture it was saved from"
+        ) from exc
     return model

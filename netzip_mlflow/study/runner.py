@@ -1,13 +1,24 @@
 """Running a study: baseline, then each recipe as its own MLflow run, then the leaderboard.
 
 MLflow layout (DESIGN.md section 4): one parent run per study (``netzip.role=study``) with nested
-``baseline`` and ``compressed`` runs. A recipe that fails marks its run FAILED with ``netzip.error``
-(type and one-line message) and its traceback as an artifact; the study goes on with the others.
+``baseline`` and ``compressed`` runs.
+
+Reliability:
+
+* A recipe that fails (raises, returns NaN/Inf outputs, runs out of memory) marks its run FAILED
+  with ``netzip.error`` (type and one-line message) and its traceback as an artifact; the study goes
+  on with the others. A baseline that fails fails the study the same way (nothing logged is lost).
+* Running the same study again resumes it (see :mod:`netzip_mlflow.study.resume`): finished runs
+  are reused, orphaned RUNNING runs marked KILLED, only what is missing is run. ``fresh=True``
+  starts a new study run.
+* MLflow calls are retried while SQLite reports 'database is locked' (several studies at once).
 """
 
 from __future__ import annotations
 
+import gc
 import logging
+import re
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,12 +38,26 @@ from netzip_mlflow.evaluation.evaluator import EvaluationReport, evaluate
 from netzip_mlflow.models.loading import load_model_file
 from netzip_mlflow.models.training import train
 from netzip_mlflow.models.zoo import build_model
+from netzip_mlflow.study.checks import check_model_outputs
 from netzip_mlflow.study.context import StudyData, evaluation_config, example_inputs, load_data
+from netzip_mlflow.study.resume import (
+    TAG_CONFIG_HASH,
+    TAG_RESUMED,
+    PreviousRuns,
+    baseline_hash,
+    find_previous,
+    load_logged_model,
+    recipe_hash,
+)
+from netzip_mlflow.study.store import retry_locked
+from netzip_mlflow.study.system_metrics import system_metrics
 from netzip_mlflow.tracking import keys
 from netzip_mlflow.tracking.experiments import ensure_experiment
 from netzip_mlflow.tracking.model_logging import log_torch_model
 
 log = logging.getLogger(__name__)
+
+TRACEBACK_ARTIFACT = "error/traceback.txt"
 
 
 @dataclass(frozen=True)
@@ -45,6 +70,7 @@ class RecipeOutcome:
     status: str  # "FINISHED" or "FAILED"
     error: str | None = None
     ocs: float | None = None
+    reused: bool = False  # a FINISHED run of an earlier, interrupted run of the study
 
 
 @dataclass
@@ -57,6 +83,9 @@ class StudyResult:
     baseline_run_id: str
     outcomes: list[RecipeOutcome] = field(default_factory=list)
     leaderboard: pd.DataFrame | None = None
+    resumed: bool = False
+    baseline_reused: bool = False
+    killed: list[str] = field(default_factory=list)  # orphaned runs marked KILLED
 
     @property
     def failed(self) -> list[RecipeOutcome]:
@@ -64,9 +93,35 @@ class StudyResult:
         return [o for o in self.outcomes if o.status == "FAILED"]
 
 
+def safe_name(text: str, limit: int = 100) -> str:
+    """``text`` reduced to ``[A-Za-z0-9_.-]`` (other characters become ``_``), never ``.``/``..``.
+
+    Used wherever a user string becomes a run name or part of an artifact path.
+    """
+    name = re.sub(r"[^A-Za-z0-9_.\-]", "_", text)[:limit].lstrip(".")
+    return name or "_"
+
+
+def error_message(exc: BaseException) -> str:
+    """``Type: first line of the message`` (at most 500 characters), for the ``netzip.error`` tag."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:500]
+
+
+def _record_failure(exc: BaseException) -> str:
+    """Tag the active run with the error and log the traceback; never raises."""
+    message = error_message(exc)
+    try:
+        retry_locked(mlflow.set_tag, keys.TAG_ERROR, message)
+        retry_locked(mlflow.log_text, traceback.format_exc(), TRACEBACK_ARTIFACT)
+    except Exception as log_exc:  # noqa: BLE001 - the original error matters more
+        log.warning("could not record the error in MLflow: %s", log_exc)
+    return message
+
+
 def _epoch_logger(prefix: str):
     def on_epoch_end(epoch: int, metrics: Mapping[str, float]) -> None:
-        mlflow.log_metrics({f"{prefix}/{k}": float(v) for k, v in metrics.items()}, step=epoch)
+        retry_locked(mlflow.log_metrics, {f"{prefix}/{k}": float(v) for k, v in metrics.items()}, step=epoch)
 
     return on_epoch_end
 
@@ -75,64 +130,143 @@ def _flat_params(prefix: str, params: Mapping[str, Any]) -> dict[str, str]:
     return {f"{prefix}{k}": str(v) for k, v in params.items()}
 
 
-def _baseline_model(spec: StudySpec, data: StudyData, progress: bool) -> nn.Module:
+def _first_batch(loader) -> tuple[torch.Tensor, torch.Tensor]:
+    return next(iter(loader))
+
+
+def _trains(recipe: RecipeSpec) -> bool:
+    """Whether the recipe trains (QAT, fine-tuning): some ``*epochs`` parameter is positive."""
+    return any(k.endswith("epochs") and isinstance(v, int) and v > 0 for k, v in recipe.params.items())
+
+
+def initial_model(spec: StudySpec, data: StudyData) -> nn.Module:
+    """The baseline before training: built from ``model.arch`` or loaded from ``model.path``.
+
+    Checked on one real test batch (input shape, (batch, classes) output, label range, finite
+    outputs) before anything is logged, so a bad model fails fast with a one-line error.
+    """
     split = data.split
     model = build_model(spec.model.arch, len(split.classes), split.input_shape, seed=spec.seed)
+    what = f"model.arch {spec.model.arch!r}"
     if spec.model.path is not None:
-        return load_model_file(spec.model.path, model, trust=spec.model.trust_model_file)
-    t = spec.model.train
-    mlflow.log_params({"train.epochs": t.epochs, "train.lr": t.lr, "train.optimizer": t.optimizer})
-    if t.epochs:
-        torch.manual_seed(spec.seed)
-        train(model, data.train, t.epochs, t.lr, optimizer=t.optimizer, on_epoch_end=_epoch_logger("train"), progress=progress)
+        model = load_model_file(spec.model.path, model, trust=spec.model.trust_model_file)
+        what = f"the model in {spec.model.path}"
+    inputs, labels = _first_batch(data.test)
+    check_model_outputs(model, inputs, labels, len(split.classes), what)
     return model
 
 
-def _run_baseline(spec: StudySpec, data: StudyData, progress: bool) -> tuple[nn.Module, EvaluationReport]:
+def _baseline_model(spec: StudySpec, data: StudyData, progress: bool, run_id: str, model: nn.Module | None) -> nn.Module:
+    model = model if model is not None else initial_model(spec, data)
+    if spec.model.path is not None:
+        return model
+    t = spec.model.train
+    retry_locked(mlflow.log_params, {"train.epochs": t.epochs, "train.lr": t.lr, "train.optimizer": t.optimizer})
+    if t.epochs:
+        torch.manual_seed(spec.seed)
+        e = spec.evaluation
+        with system_metrics(run_id, e.system_metrics, e.system_metrics_interval_s):
+            train(model, data.train, t.epochs, t.lr, optimizer=t.optimizer, on_epoch_end=_epoch_logger("train"), progress=progress)
+        inputs, labels = _first_batch(data.test)
+        check_model_outputs(model, inputs, labels, len(data.split.classes), "the trained baseline model")
+    return model
+
+
+def _run_baseline(
+    spec: StudySpec, data: StudyData, progress: bool, model: nn.Module | None = None
+) -> tuple[nn.Module, EvaluationReport]:
+    """Train (or take) the baseline, evaluate and log it in its own run; ``model`` from :func:`initial_model`."""
     config = evaluation_config(spec, data.split.classes, progress)
-    with mlflow.start_run(run_name="baseline", nested=True, tags={keys.TAG_ROLE: keys.ROLE_BASELINE, keys.TAG_STUDY: spec.study}):
-        mlflow.log_params({"model.arch": spec.model.arch, "data.source": data.split.name, "seed": spec.seed})
-        model = _baseline_model(spec, data, progress)
-        report = evaluate(model.eval(), data.test, spec.task, config, log_to_mlflow=True)
-        log_torch_model(model, example_inputs(data))
+    tags = {keys.TAG_ROLE: keys.ROLE_BASELINE, keys.TAG_STUDY: spec.study, TAG_CONFIG_HASH: baseline_hash(spec)}
+    with retry_locked(mlflow.start_run, run_name="baseline", nested=True, tags=tags) as run:
+        try:
+            retry_locked(mlflow.log_params, {"model.arch": spec.model.arch, "data.source": data.split.name, "seed": spec.seed})
+            model = _baseline_model(spec, data, progress, run.info.run_id, model)
+            report = evaluate(model.eval(), data.test, spec.task, config, log_to_mlflow=True)
+            retry_locked(log_torch_model, model, example_inputs(data))
+        except BaseException as exc:
+            _record_failure(exc)
+            raise
     return model, report
 
 
+def _reuse_baseline(previous: PreviousRuns) -> tuple[nn.Module, str] | None:
+    """The model and run id of the earlier baseline, or ``None`` if there is none to reuse."""
+    if previous.baseline is None:
+        return None
+    run_id = previous.baseline.info.run_id
+    return load_logged_model(run_id), run_id
+
+
 def _run_recipe(
-    recipe: RecipeSpec, spec: StudySpec, data: StudyData, baseline: nn.Module, base_report: EvaluationReport, progress: bool
+    recipe: RecipeSpec,
+    spec: StudySpec,
+    data: StudyData,
+    baseline: nn.Module,
+    base_report: EvaluationReport | str,
+    progress: bool,
 ) -> RecipeOutcome:
+    """Compress, check, evaluate and log one recipe in its own run; any failure ends only this run.
+
+    ``base_report`` is the baseline's report, or the run id of a logged baseline (resumed study).
+    """
     config = evaluation_config(spec, data.split.classes, progress)
+    base_run_id = base_report if isinstance(base_report, str) else (base_report.run_id or "")
     tags = {
         keys.TAG_ROLE: keys.ROLE_COMPRESSED,
         keys.TAG_STUDY: spec.study,
         keys.TAG_TECHNIQUE: recipe.technique,
         keys.TAG_RECIPE: recipe.name,
-        keys.TAG_BASELINE_RUN: base_report.run_id or "",
+        keys.TAG_BASELINE_RUN: base_run_id,
+        TAG_CONFIG_HASH: recipe_hash(recipe, baseline_hash(spec)),
     }
-    with mlflow.start_run(run_name=recipe.name, nested=True, tags=tags) as run:
+    with retry_locked(mlflow.start_run, run_name=safe_name(recipe.name), nested=True, tags=tags) as run:
         run_id = run.info.run_id
         try:
-            mlflow.log_params(_flat_params("recipe.", recipe.params))
+            retry_locked(mlflow.log_params, _flat_params("recipe.", recipe.params))
             torch.manual_seed(spec.seed)
-            result = compress(
-                baseline, recipe.technique, recipe.params, data=data.train,
-                example_inputs=example_inputs(data), on_epoch_end=_epoch_logger("finetune"),
-            )
-            mlflow.log_params(_flat_params("result.", result.info))
+            e = spec.evaluation
+            with system_metrics(run_id, e.system_metrics and _trains(recipe), e.system_metrics_interval_s):
+                result = compress(
+                    baseline, recipe.technique, recipe.params, data=data.train,
+                    example_inputs=example_inputs(data), on_epoch_end=_epoch_logger("finetune"),
+                )
+            retry_locked(mlflow.log_params, _flat_params("result.", result.info))
+            inputs, labels = _first_batch(data.test)
+            check_model_outputs(result.model, inputs, labels, len(data.split.classes), f"recipe {recipe.name!r}")
             report = evaluate(result.model, data.test, spec.task, config, baseline=base_report, log_to_mlflow=True)
-            log_torch_model(result.model, example_inputs(data))
-        except Exception as exc:  # noqa: BLE001 - any failure of one recipe must not stop the study
-            message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
-            mlflow.set_tag(keys.TAG_ERROR, message)
-            mlflow.log_text(traceback.format_exc(), "error/traceback.txt")
-            mlflow.end_run(status="FAILED")
+            retry_locked(log_torch_model, result.model, example_inputs(data))
+        except Exception as exc:  # noqa: BLE001 - any failure of one recipe (MemoryError and torch's
+            # OutOfMemoryError included: both are Exceptions) must not stop the study
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            message = _record_failure(exc)
+            retry_locked(mlflow.end_run, status="FAILED")
             log.error("recipe %s failed: %s", recipe.name, message)
             return RecipeOutcome(recipe.name, recipe.technique, run_id, "FAILED", message)
     return RecipeOutcome(recipe.name, recipe.technique, run_id, "FINISHED", ocs=report.metrics.get(keys.OCS))
 
 
+def _reused_outcome(recipe: RecipeSpec, previous: PreviousRuns) -> RecipeOutcome | None:
+    run = previous.recipes.get(recipe.name)
+    if run is None:
+        return None
+    return RecipeOutcome(
+        recipe.name, recipe.technique, run.info.run_id, "FINISHED", ocs=run.data.metrics.get(keys.OCS), reused=True
+    )
+
+
+def _with_trust(spec: StudySpec) -> StudySpec:
+    return spec.model_copy(update={"model": spec.model.model_copy(update={"trust_model_file": True})})
+
+
 def run_study(
-    study: str | Path | StudySpec, overrides: Mapping[str, Any] | None = None, progress: bool = True
+    study: str | Path | StudySpec,
+    overrides: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    fresh: bool = False,
+    trust_model_file: bool = False,
 ) -> StudyResult:
     """Run a study: train or load the baseline, evaluate it, then compress and evaluate each recipe.
 
@@ -141,22 +275,66 @@ def run_study(
         overrides: dotted-key overrides applied to the YAML before validation
             (e.g. ``{"data.path": "/data/images", "recipes.0.params.amount": 0.5}``).
         progress: show progress bars.
+        fresh: start a new study run even if an earlier run of this study can be resumed.
+        trust_model_file: allow ``model.path`` to be a whole pickled module. Unpickling can run
+            arbitrary code: only for files you made yourself (same as ``model.trust_model_file``).
 
-    Returns the runs made and the study's leaderboard. Recipes that fail are in ``result.failed``.
+    Returns the runs made (or reused) and the study's leaderboard. Failed recipes are in
+    ``result.failed``.
     """
     spec = study if isinstance(study, StudySpec) else load_study(study, overrides)
+    if trust_model_file:
+        spec = _with_trust(spec)
+    data = load_data(spec)  # bad data and bad models fail here, before the store is touched
+    model = initial_model(spec, data)
     experiment_id = ensure_experiment(spec.experiment_name)
-    mlflow.set_experiment(experiment_id=experiment_id)  # nested runs follow the active experiment
-    data = load_data(spec)
-    with mlflow.start_run(run_name=spec.study, tags={keys.TAG_ROLE: keys.ROLE_STUDY, keys.TAG_STUDY: spec.study}) as parent:
-        mlflow.log_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), "study.yaml")
-        mlflow.log_params({"seed": spec.seed, "recipes": len(spec.recipes), "data.train_samples": len(data.split.train), "data.test_samples": len(data.split.test)})
-        baseline, base_report = _run_baseline(spec, data, progress)
-        result = StudyResult(spec.study, spec.experiment_name, parent.info.run_id, base_report.run_id or "")
-        for recipe in spec.recipes:
-            result.outcomes.append(_run_recipe(recipe, spec, data, baseline, base_report, progress))
-        result.leaderboard = _log_leaderboard(spec)
-        _log_population(spec)
+    retry_locked(mlflow.set_experiment, experiment_id=experiment_id)  # nested runs follow it
+    previous = PreviousRuns() if fresh else find_previous(spec, experiment_id)
+    if previous.study_run_id:
+        parent_run = retry_locked(mlflow.start_run, run_id=previous.study_run_id)
+    else:
+        tags = {keys.TAG_ROLE: keys.ROLE_STUDY, keys.TAG_STUDY: spec.study, TAG_CONFIG_HASH: baseline_hash(spec)}
+        parent_run = retry_locked(mlflow.start_run, run_name=safe_name(spec.study), tags=tags)
+    with parent_run as parent:
+        try:
+            result = _run_in_parent(spec, data, progress, previous, parent.info.run_id, model)
+        except BaseException as exc:
+            _record_failure(exc)
+            raise
+    return result
+
+
+def _run_in_parent(
+    spec: StudySpec, data: StudyData, progress: bool, previous: PreviousRuns, parent_id: str, model: nn.Module
+) -> StudyResult:
+    resumed = previous.study_run_id is not None
+    if resumed:
+        log.warning(
+            "resuming study %s (run %s): %d finished recipe runs reused, %d orphaned runs marked KILLED",
+            spec.study, parent_id, len(previous.recipes), len(previous.killed),
+        )
+        retry_locked(mlflow.set_tag, TAG_RESUMED, "true")
+        if keys.TAG_ERROR in mlflow.get_run(parent_id).data.tags:  # an earlier attempt failed; this one may not
+            retry_locked(mlflow.delete_tag, keys.TAG_ERROR)
+    else:
+        retry_locked(mlflow.log_text, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), "study.yaml")
+        retry_locked(mlflow.log_params, {"seed": spec.seed, "recipes": len(spec.recipes), "data.train_samples": len(data.split.train), "data.test_samples": len(data.split.test)})
+    reused = _reuse_baseline(previous)
+    if reused is not None:
+        baseline, base_ref = reused
+        base_run_id = base_ref
+    else:
+        baseline, base_ref = _run_baseline(spec, data, progress, model)
+        base_run_id = base_ref.run_id or ""
+    result = StudyResult(
+        spec.study, spec.experiment_name, parent_id, base_run_id,
+        resumed=resumed, baseline_reused=reused is not None, killed=list(previous.killed),
+    )
+    for recipe in spec.recipes:
+        outcome = _reused_outcome(recipe, previous) if reused is not None else None
+        result.outcomes.append(outcome or _run_recipe(recipe, spec, data, baseline, base_ref, progress))
+    result.leaderboard = _log_leaderboard(spec, {o.run_id for o in result.outcomes})
+    _log_population(spec)
     return result
 
 
@@ -169,15 +347,16 @@ def _log_population(spec: StudySpec) -> None:
         results = population_impact(spec.experiment_name, spec.study)
     except NetzipError as exc:
         log.warning("population class-impact analysis skipped: %s", exc)
-        mlflow.set_tag("netzip.cie.population_error", str(exc)[:500])
+        retry_locked(mlflow.set_tag, "netzip.cie.population_error", str(exc)[:500])
         return
     if results:
-        mlflow.log_text(population_table(results).to_csv(index=False), "class_impact/population.csv")
-        mlflow.log_metrics({f"cie_population/{r.recipe}/impacted_classes": float(r.impact.impacted_classes) for r in results})
+        retry_locked(mlflow.log_text, population_table(results).to_csv(index=False), "class_impact/population.csv")
+        retry_locked(mlflow.log_metrics, {f"cie_population/{r.recipe}/impacted_classes": float(r.impact.impacted_classes) for r in results})
 
 
-def _log_leaderboard(spec: StudySpec) -> pd.DataFrame | None:
-    """Log the study's leaderboard (CSV, HTML) and plots on the active study run; return it."""
+def _log_leaderboard(spec: StudySpec, run_ids: set[str] | None = None) -> pd.DataFrame | None:
+    """Rank this study run's recipe runs (``run_ids``; earlier study runs of the same name are left
+    out) and log the table and plots to the study run."""
     import tempfile
 
     from netzip_mlflow.analysis.leaderboard import baselines, leaderboard
@@ -186,10 +365,14 @@ def _log_leaderboard(spec: StudySpec) -> pd.DataFrame | None:
     from netzip_mlflow.analysis.sweeps import plot_sweep, sweep_series
 
     board = leaderboard(spec.experiment_name, study=spec.study)
+    if run_ids is not None and not board.empty:
+        board = board[board["run_id"].isin(run_ids)].reset_index(drop=True)
+        if "rank" in board.columns and keys.OCS in board.columns:
+            board["rank"] = board[keys.OCS].rank(ascending=False, method="min").astype("Int64")
     if board.empty:
         return board
-    mlflow.log_text(render(board, "csv"), "leaderboard/leaderboard.csv")
-    mlflow.log_text(render(board, "html"), "leaderboard/leaderboard.html")
+    retry_locked(mlflow.log_text, render(board, "csv"), "leaderboard/leaderboard.csv")
+    retry_locked(mlflow.log_text, render(board, "html"), "leaderboard/leaderboard.html")
     base = baselines(spec.experiment_name, study=spec.study)
     referenced = base[base["run_id"].isin(board["baseline_run_id"])] if not base.empty else base
     star = referenced.iloc[0] if not referenced.empty else None  # the baseline of the bubble plot
@@ -199,10 +382,10 @@ def _log_leaderboard(spec: StudySpec) -> pd.DataFrame | None:
         "accuracy_latency_bubbles": bubble_plot(board, baseline=star),
     }
     for name, fig in figures.items():
-        mlflow.log_figure(fig, f"plots/{name}.png")
+        retry_locked(mlflow.log_figure, fig, f"plots/{name}.png")
     nonzero = dict(zip(base["run_id"], base[keys.PARAMS_NONZERO])) if keys.PARAMS_NONZERO in base else {}
     series = sweep_series(board, nonzero)
     if series:
         with tempfile.TemporaryDirectory() as tmp:
-            mlflow.log_artifact(str(plot_sweep(series, f"{tmp}/impact_vs_sparsity.png")), "plots")
+            retry_locked(mlflow.log_artifact, str(plot_sweep(series, f"{tmp}/impact_vs_sparsity.png")), "plots")
     return board

@@ -2,35 +2,95 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from netzip_mlflow.errors import TrackingError
+
+_TRANSIENT = ("database is locked", "unique constraint", "already exists", "integrityerror", "deadlock")
+
+
+def _transient(exc: Exception) -> bool:
+    text = f"{exc} {exc.__cause__ or ''}".lower()
+    return any(marker in text for marker in _TRANSIENT)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` across processes (POSIX ``flock``; no lock elsewhere)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: rely on the retries
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI, or ``None`` for other stores."""
+    if not uri.startswith("sqlite:///") or ":memory:" in uri:
+        return None
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+
+
+def store_client(tracking_uri: str | None = None) -> MlflowClient:
+    """An ``MlflowClient``; for a ``sqlite:///`` store, built under a cross-process file lock.
+
+    Building the client builds the store, and MLflow creates or upgrades a SQLite store's tables
+    then; several processes doing that at once race in the schema migrations ('Online migration
+    expected to match one row', '_alembic_tmp_... already exists'). Serialising that first access
+    makes the others find the tables ready. Other stores are not locked.
+    """
+    import mlflow
+
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    db = sqlite_path(uri)
+    if db is None:
+        return MlflowClient(uri)
+    with _file_lock(db.with_name(db.name + ".netzip-lock")):
+        return MlflowClient(uri)
 
 
 def ensure_experiment(name: str, client: MlflowClient | None = None, attempts: int = 8) -> str:
     """The id of experiment ``name``, created if needed.
 
-    Two studies starting together may both try to create it, or find SQLite locked: retry with
-    jittered back-off, then raise :class:`TrackingError` saying where tracking points.
+    Two studies starting together may both try to create it (one loses the race: the name already
+    exists) or find SQLite locked: those are retried with jittered back-off. Any other failure (for
+    example a tracking server that cannot be reached, after MLflow's own bounded HTTP retries, see
+    ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` and ``MLFLOW_HTTP_REQUEST_TIMEOUT``) raises
+    :class:`TrackingError` at once, saying where tracking points.
     """
-    client = client or MlflowClient()
     last: Exception | None = None
     for attempt in range(attempts):
         try:
+            client = client or store_client()
             experiment = client.get_experiment_by_name(name)
             if experiment is not None:
                 if experiment.lifecycle_stage == "deleted":
                     client.restore_experiment(experiment.experiment_id)
                 return experiment.experiment_id
             return client.create_experiment(name)
-        except MlflowException as exc:  # created by another process meanwhile, or database locked
+        except Exception as exc:  # noqa: BLE001 - MlflowException, or sqlalchemy/requests errors let through
             last = exc
+            if not _transient(exc):
+                break
             time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+    first_line = str(last).strip().splitlines()[0][:300] if last and str(last).strip() else type(last).__name__
+    import mlflow
+
+    where = client.tracking_uri if client is not None else mlflow.get_tracking_uri()
     raise TrackingError(
-        f"cannot get or create experiment {name!r} at {client.tracking_uri}: {last}; "
-        "check MLFLOW_TRACKING_URI and that the tracking server or database is reachable"
+        f"cannot get or create experiment {name!r} at {where} ({first_line}); "
+        "check --tracking-uri / MLFLOW_TRACKING_URI and that the tracking server or database is reachable"
     )

@@ -73,3 +73,16 @@ def test_overrides_and_safe_yaml(tmp_path):
         load_study(evil)
     with pytest.raises(ConfigError, match="does not exist"):
         load_study(tmp_path / "missing.yaml")
+
+
+def test_reliability_fields():
+    spec = validate_study(minimal())
+    assert spec.model.trust_model_file is False  # pickles are refused unless asked for
+    assert spec.evaluation.system_metrics is True and spec.evaluation.system_metrics_interval_s == 5.0
+    spec = validate_study(minimal(model={"arch": "tiny_cnn", "trust_model_file": True},
+                                  evaluation={"system_metrics": False, "system_metrics_interval_s": 0.5}))
+    assert spec.model.trust_model_file and not spec.evaluation.system_metrics
+    with pytest.raises(ConfigError, match="evaluation.system_metrics_interval_s"):
+        validate_study(minimal(evaluation={"system_metrics_interval_s": 0}))
+    with pytest.raises(ConfigError, match="model.trust_model_file"):
+        validate_study(minimal(model={"arch": "tiny_cnn", "trust_model_file": "yes please"}))

@@ -1,0 +1,161 @@
+"""Resuming an interrupted study: which earlier runs can be reused, and which were orphaned.
+
+Runs are matched by study name and a hash of the resolved configuration, stored as the tag
+``netzip.config_hash``:
+
+* the study run and its baseline carry :func:`baseline_hash` (model, data, seed, task and the
+  measurement settings: everything the baseline's numbers depend on);
+* a recipe run carries :func:`recipe_hash` (technique, resolved params and the baseline hash).
+
+Running a study again without ``--fresh`` reopens the latest study run with the same baseline hash,
+marks its runs still ``RUNNING`` (left by a killed process) as ``KILLED``, reuses its FINISHED
+baseline (model loaded back from the run) and FINISHED recipe runs with a matching hash, and runs
+only what is missing. Do not run the same study twice at the same time: the second would take the
+first one's live runs for orphans.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import mlflow
+from mlflow.entities import Run, RunStatus
+from mlflow.tracking import MlflowClient
+from torch import nn
+
+from netzip_mlflow.config.schema import RecipeSpec, StudySpec
+from netzip_mlflow.errors import TrackingError
+from netzip_mlflow.study.store import retry_locked
+from netzip_mlflow.tracking import keys
+
+log = logging.getLogger(__name__)
+
+TAG_CONFIG_HASH = "netzip.config_hash"
+TAG_RESUMED = "netzip.resumed"
+KILLED_MESSAGE = "Interrupted: the process running this run stopped before it ended; resumed by a later run"
+
+
+def _digest(obj: Mapping[str, Any]) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def baseline_hash(spec: StudySpec) -> str:
+    """Hash of what the baseline's numbers depend on: model, data, seed, task and measurement settings.
+
+    The OCS weights and ratio metrics (``evaluation.ratios``), the system-metrics switch and
+    ``model.trust_model_file`` are left out: they do not change any measured number.
+    """
+    evaluation = spec.evaluation.model_dump(
+        mode="json", exclude={"ratios", "system_metrics", "system_metrics_interval_s"}
+    )
+    return _digest(
+        {
+            "model": spec.model.model_dump(mode="json", exclude={"trust_model_file"}),
+            "data": spec.data.model_dump(mode="json"),
+            "seed": spec.seed,
+            "task": spec.task,
+            "evaluation": evaluation,
+        }
+    )
+
+
+def recipe_hash(recipe: RecipeSpec, base_hash: str) -> str:
+    """Hash of a recipe's resolved config (technique, params with defaults) and its baseline's hash."""
+    return _digest({"technique": recipe.technique, "params": dict(recipe.params), "baseline": base_hash})
+
+
+@dataclass
+class PreviousRuns:
+    """What an earlier run of the same study left that can be reused."""
+
+    study_run_id: str | None = None
+    baseline: Run | None = None
+    recipes: dict[str, Run] = field(default_factory=dict)  # recipe name -> FINISHED run with matching hash
+    killed: list[str] = field(default_factory=list)  # run ids marked KILLED
+
+
+def _search(client: MlflowClient, experiment_id: str, filter_string: str, order_by: list[str] | None = None) -> list[Run]:
+    runs: list[Run] = []
+    token = None
+    while True:
+        page = retry_locked(
+            client.search_runs, [experiment_id], filter_string, max_results=1000, order_by=order_by, page_token=token
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def find_previous(spec: StudySpec, experiment_id: str, client: MlflowClient | None = None) -> PreviousRuns:
+    """The latest study run of ``spec`` with the same baseline hash, and what in it can be reused.
+
+    Runs of it still RUNNING are marked KILLED (the process that ran them is gone).
+    """
+    client = client or MlflowClient()
+    base_hash = baseline_hash(spec)
+    parents = _search(
+        client,
+        experiment_id,
+        f"tags.`{keys.TAG_ROLE}` = '{keys.ROLE_STUDY}' and tags.`{keys.TAG_STUDY}` = '{spec.study}' "
+        f"and tags.`{TAG_CONFIG_HASH}` = '{base_hash}'",
+        order_by=["attributes.start_time DESC"],
+    )
+    if not parents:
+        return PreviousRuns()
+    parent = parents[0]
+    found = PreviousRuns(study_run_id=parent.info.run_id)
+    children = _search(client, experiment_id, f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    for run in children:
+        if run.info.status == RunStatus.to_string(RunStatus.RUNNING):
+            mark_killed(run.info.run_id, client)
+            found.killed.append(run.info.run_id)
+    finished = sorted(
+        (r for r in children if r.info.status == "FINISHED"), key=lambda r: r.info.start_time or 0, reverse=True
+    )
+    for run in finished:
+        tags = run.data.tags
+        if tags.get(keys.TAG_ROLE) == keys.ROLE_BASELINE and tags.get(TAG_CONFIG_HASH) == base_hash:
+            found.baseline = found.baseline or run
+    if found.baseline is not None:
+        wanted = {r.name: recipe_hash(r, base_hash) for r in spec.recipes}
+        for run in finished:
+            tags = run.data.tags
+            name = tags.get(keys.TAG_RECIPE)
+            if (
+                tags.get(keys.TAG_ROLE) == keys.ROLE_COMPRESSED
+                and name in wanted
+                and tags.get(TAG_CONFIG_HASH) == wanted[name]
+                and tags.get(keys.TAG_BASELINE_RUN) == found.baseline.info.run_id
+            ):
+                found.recipes.setdefault(name, run)
+    return found
+
+
+def mark_killed(run_id: str, client: MlflowClient | None = None) -> None:
+    """End an orphaned RUNNING run as KILLED, saying why in ``netzip.error``."""
+    client = client or MlflowClient()
+    retry_locked(client.set_tag, run_id, keys.TAG_ERROR, KILLED_MESSAGE)
+    retry_locked(client.set_terminated, run_id, "KILLED")
+    log.warning("run %s was left RUNNING by an interrupted study; marked KILLED", run_id)
+
+
+def load_logged_model(run_id: str) -> nn.Module:
+    """The model logged under ``model/`` by run ``run_id`` (our own logged pickle, see model_logging)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return mlflow.pytorch.load_model(f"runs:/{run_id}/model", map_location="cpu").eval()
+    except Exception as exc:  # noqa: BLE001 - missing artifact, unreadable pickle, version mismatch
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise TrackingError(
+            f"cannot load the baseline model logged by run {run_id} ({first}); "
+            "run the study again with --fresh to retrain it"
+        ) from exc

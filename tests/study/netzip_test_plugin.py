@@ -1,0 +1,64 @@
+"""Test-only compression techniques that fail on purpose or stall; registered on import.
+
+Imported by the study tests in-process, and put on PYTHONPATH of CLI subprocesses (see
+``run_cli`` in the tests) to stall a recipe long enough to kill the process.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+from torch import nn
+
+from netzip_mlflow.compression.registry import register_technique
+from netzip_mlflow.compression.result import CompressionResult
+from netzip_mlflow.compression.spec import ParamSpec, TechniqueSpec
+
+SLEEP_ENV = "NETZIP_TEST_SLEEP_S"
+
+
+class NaNOutput(nn.Module):
+    """Wraps a model and turns its outputs into NaN (a numerically broken compressed model)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x) * float("nan")
+
+
+def _raise(model, params, data, example, hooks):
+    raise RuntimeError("boom from a test technique\nsecond line not in the tag")
+
+
+def _nan(model, params, data, example, hooks):
+    return CompressionResult(NaNOutput(model), {})
+
+
+def _oom(model, params, data, example, hooks):
+    if params["kind"] == "torch":
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+    raise MemoryError("cannot allocate 20 GiB")
+
+
+def _sleep(model, params, data, example, hooks):
+    time.sleep(float(os.environ.get(SLEEP_ENV, "0")))
+    return CompressionResult(model, {"slept_s": float(os.environ.get(SLEEP_ENV, "0"))})
+
+
+def _spec(name: str, apply, params=()) -> TechniqueSpec:
+    return TechniqueSpec(name, f"test-only: {name}", tuple(params), False, False, "not used", apply)
+
+
+TECHNIQUES = (
+    _spec("test_raise", _raise),
+    _spec("test_nan", _nan),
+    _spec("test_oom", _oom, [ParamSpec("kind", str, "python", "which OOM", choices=("python", "torch"))]),
+    _spec("test_sleep", _sleep),
+)
+
+for _technique in TECHNIQUES:
+    register_technique(_technique, replace=True)
