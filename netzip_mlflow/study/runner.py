@@ -75,7 +75,24 @@ def _flat_params(prefix: str, params: Mapping[str, Any]) -> dict[str, str]:
     return {f"{prefix}{k}": str(v) for k, v in params.items()}
 
 
+def _baseline_detector(spec: StudySpec, data: StudyData, progress: bool) -> nn.Module:
+    from netzip_mlflow.models.detection_zoo import build_detector, train_detector
+
+    split = data.split
+    model = build_detector(spec.detection_arch, split.num_classes, split.input_shape[1], seed=spec.seed)
+    if spec.model.path is not None:
+        return load_model_file(spec.model.path, model, trust=spec.model.trust_model_file)
+    t = spec.model.train
+    mlflow.log_params({"train.epochs": t.epochs, "train.lr": t.lr, "train.optimizer": t.optimizer})
+    if t.epochs:
+        torch.manual_seed(spec.seed)
+        train_detector(model, data.train, t.epochs, t.lr, optimizer=t.optimizer, on_epoch_end=_epoch_logger("train"), progress=progress)
+    return model
+
+
 def _baseline_model(spec: StudySpec, data: StudyData, progress: bool) -> nn.Module:
+    if spec.task == "detection":
+        return _baseline_detector(spec, data, progress)
     split = data.split
     model = build_model(spec.model.arch, len(split.classes), split.input_shape, seed=spec.seed)
     if spec.model.path is not None:
@@ -91,7 +108,8 @@ def _baseline_model(spec: StudySpec, data: StudyData, progress: bool) -> nn.Modu
 def _run_baseline(spec: StudySpec, data: StudyData, progress: bool) -> tuple[nn.Module, EvaluationReport]:
     config = evaluation_config(spec, data.split.classes, progress)
     with mlflow.start_run(run_name="baseline", nested=True, tags={keys.TAG_ROLE: keys.ROLE_BASELINE, keys.TAG_STUDY: spec.study}):
-        mlflow.log_params({"model.arch": spec.model.arch, "data.source": data.split.name, "seed": spec.seed})
+        arch = spec.detection_arch if spec.task == "detection" else spec.model.arch
+        mlflow.log_params({"model.arch": arch, "data.source": data.split.name, "seed": spec.seed})
         model = _baseline_model(spec, data, progress)
         report = evaluate(model.eval(), data.test, spec.task, config, log_to_mlflow=True)
         log_torch_model(model, example_inputs(data))

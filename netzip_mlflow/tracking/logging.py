@@ -46,9 +46,13 @@ def log_report(report: EvaluationReport, run_id: str | None = None, client: Mlfl
         root = Path(tmp)
         (root / "ops").mkdir()
         report.ops.write_csv(root / "ops" / "per_layer.csv")
-        (root / "predictions").mkdir()
         pred = report.predictions
-        np.savez_compressed(root / PREDICTIONS_ARTIFACT, labels=pred.labels, topk=pred.topk, num_classes=pred.num_classes)
+        if pred is not None:
+            (root / "predictions").mkdir()
+            np.savez_compressed(root / PREDICTIONS_ARTIFACT, labels=pred.labels, topk=pred.topk, num_classes=pred.num_classes)
+        for name, table in report.tables.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            table.to_csv(root / f"{name}.csv", index=False)
         if report.impact is not None:
             _write_impact(report, root / "class_impact")
         client.log_artifacts(run_id, str(root))
