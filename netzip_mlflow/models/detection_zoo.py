@@ -159,7 +159,13 @@ def train_detector(
                 group["lr"] = _lr_at(step, total, lr, min(warmup_steps, total // 2 or 1))
             images = images.to(device)
             targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
-            losses = model(images, targets)
+            try:
+                losses = model(images, targets)
+            except TypeError as exc:
+                raise ModelError(
+                    f"the detector cannot be called as model(images, targets) in train mode ({exc}); "
+                    "use a torchvision detection model or one with the same contract"
+                ) from exc
             if not isinstance(losses, Mapping):
                 raise ModelError(
                     f"in train mode a detector must return a dict of losses, got {type(losses).__name__}; "
