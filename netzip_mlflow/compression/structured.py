@@ -118,15 +118,17 @@ class _Pruner:
     base: tuple[int, int]  # (macs, params) of the unpruned model
     ignored_name: str
     grad_batch: tuple[torch.Tensor, torch.Tensor] | None
+    kept: tuple[str, ...] = ()  # modules never pruned, with everything inside them
 
     def trial(self, ratio: float) -> _Trial:
         model = copy.deepcopy(self.model)
-        ignored = model.get_submodule(self.ignored_name)
+        ignored = [model.get_submodule(self.ignored_name)]
+        ignored += [m for name in self.kept for m in model.get_submodule(name).modules()]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             pruner = tp.pruner.BasePruner(
                 model, self.example_inputs[:1], importance=_IMPORTANCES[self.importance](),
-                global_pruning=True, pruning_ratio=ratio, ignored_layers=[ignored],
+                global_pruning=True, pruning_ratio=ratio, ignored_layers=ignored,
             )
             if self.grad_batch is not None:
                 _taylor_gradients(model, self.grad_batch)
@@ -172,6 +174,19 @@ def _search(pruner: _Pruner, amount: float, tolerance: float) -> tuple[_Trial, i
     return best, trials
 
 
+def _kept_modules(model: nn.Module, names: str) -> tuple[str, ...]:
+    """The module names in the comma-separated ``names`` (params.ignored_layers), checked to exist."""
+    kept = tuple(n.strip() for n in names.split(",") if n.strip())
+    known = dict(model.named_modules())
+    for name in kept:
+        if name not in known:
+            raise CompressionError(
+                f"prune_structured: params.ignored_layers names {name!r}, which is not a module of the "
+                "model; use names from model.named_modules() (e.g. rpn,roi_heads for a torchvision detector)"
+            )
+    return kept
+
+
 def _prune_structured(
     model: nn.Module,
     params: dict[str, ParamValue],
@@ -189,9 +204,10 @@ def _prune_structured(
         grad_batch = next(iter_batches(data, limit=1))
     expected = reference_shape(model, example_inputs)
     ignored_name, _ = output_layer(model, example_inputs)
+    kept = _kept_modules(model, str(params["ignored_layers"]))
     pruner = _Pruner(
         model, example_inputs, importance, int(params["seed"]), str(params["target"]),
-        _measure(model, example_inputs), ignored_name, grad_batch,
+        _measure(model, example_inputs), ignored_name, grad_batch, kept,
     )
     best, trials = _search(pruner, float(params["amount"]), float(params["tolerance"]))
     pruned = best.model
@@ -200,7 +216,7 @@ def _prune_structured(
         "target": pruner.target,
         "channel_ratio": best.ratio,
         "search_trials": trials,
-        "ignored_layers": ignored_name,
+        "ignored_layers": ",".join((ignored_name, *kept)),
         "params_before": pruner.base[1],
         "params_after": best.params,
         "macs_before": pruner.base[0],
@@ -229,6 +245,8 @@ PRUNE_STRUCTURED = TechniqueSpec(
                   "taylor (gradient x weight on one data batch)", choices=tuple(_IMPORTANCES)),
         ParamSpec("tolerance", float, 0.01, "accepted overshoot of the reduction above amount",
                   low=0.0, high=1.0, low_inclusive=False),
+        ParamSpec("ignored_layers", str, "", "comma-separated module names never pruned, with "
+                  "everything inside them (e.g. backbone.fpn,rpn,roi_heads keeps a detector's heads)"),
         epochs_param("finetune_epochs", 0, "fine-tuning epochs after pruning"),
         LR,
         OPTIMIZER,

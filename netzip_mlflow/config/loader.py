@@ -11,7 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from netzip_mlflow.compression.registry import validate_params
-from netzip_mlflow.config.schema import StudySpec
+from netzip_mlflow.config.schema import StudySpec, task_recipe_problem
 from netzip_mlflow.errors import ConfigError
 
 
@@ -65,6 +65,9 @@ def validate_study(raw: Mapping[str, Any], source: str = "study") -> StudySpec:
             params = validate_params(recipe.technique, recipe.params)
         except ConfigError as exc:
             raise ConfigError(f"{source}: recipes[{i}].{exc.field}", exc.problem, exc.fix) from None
+        problem = task_recipe_problem(spec.task, recipe.technique, params, spec.evaluation.device)
+        if problem is not None:
+            raise ConfigError(f"{source}: recipes[{i}].{problem[0]}", problem[1], problem[2])
         recipes.append(recipe.model_copy(update={"params": params}))
     return spec.model_copy(update={"recipes": recipes})
 

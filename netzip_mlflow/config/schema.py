@@ -15,9 +15,13 @@ class _Strict(BaseModel):
 
 
 class DataSpec(_Strict):
-    """Where the images come from: a built-in dataset or an ImageFolder tree."""
+    """Where the images come from: a built-in dataset, an ImageFolder tree or (detection) a COCO folder.
 
-    builtin: Literal["mnist", "digits"] | None = None
+    For ``builtin: shapes`` (the synthetic detection set) ``limit`` is the number of images drawn
+    (default 300) and ``image_size`` their side.
+    """
+
+    builtin: Literal["mnist", "digits", "shapes"] | None = None
     path: Path | None = None
     image_size: int = Field(224, ge=8, le=1024)
     channels: Literal[1, 3] = 3
@@ -29,7 +33,10 @@ class DataSpec(_Strict):
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
         if (self.builtin is None) == (self.path is None):
-            raise ValueError("give exactly one of 'builtin' (mnist, digits) or 'path' (an ImageFolder tree)")
+            raise ValueError(
+                "give exactly one of 'builtin' (mnist, digits; shapes for detection) or 'path' "
+                "(an ImageFolder tree; a COCO folder for detection)"
+            )
         return self
 
 
@@ -130,7 +137,7 @@ class StudySpec(_Strict):
     study: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")
     experiment: str | None = None
     seed: int = 0
-    task: Literal["classification"] = "classification"
+    task: Literal["classification", "detection"] = "classification"
     data: DataSpec
     model: ModelSpec = ModelSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
@@ -145,7 +152,79 @@ class StudySpec(_Strict):
             seen.add(recipe.name)
         return self
 
+    @model_validator(mode="after")
+    def _data_fits_task(self) -> StudySpec:
+        detection_data = self.data.builtin == "shapes"
+        if self.task == "classification" and detection_data:
+            raise ValueError("data.builtin 'shapes' is a detection dataset; set task: detection")
+        if self.task == "detection" and self.data.builtin not in (None, "shapes"):
+            raise ValueError(
+                f"data.builtin {self.data.builtin!r} is a classification dataset; for task: detection "
+                "use builtin: shapes or path: <COCO folder>"
+            )
+        return self
+
+    @property
+    def detection_arch(self) -> str:
+        """The detector of a detection study: ``model.arch`` if given, else the built-in default."""
+        from netzip_mlflow.models.detection_zoo import DEFAULT_DETECTOR
+
+        return self.model.arch if "arch" in self.model.model_fields_set else DEFAULT_DETECTOR
+
     @property
     def experiment_name(self) -> str:
         """The MLflow experiment (default ``netzip-<study>``)."""
         return self.experiment or f"netzip-{self.study}"
+
+
+#: Techniques that cannot be applied to a detection model, with the reason (shown in the ConfigError).
+DETECTION_NOT_APPLICABLE: dict[str, str] = {
+    "ptq": (
+        "static int8 needs the model traced by torch.fx (or quant/dequant stubs around every int8 "
+        "region); a torchvision detector's region proposals and NMS have data-dependent control flow "
+        "that FX cannot trace, and roi_align/nms have no int8 kernels"
+    ),
+    "qat": (
+        "quantization-aware training traces the model with torch.fx and trains it with the "
+        "classification loop (cross-entropy on logits); a detector cannot be traced and trains on a "
+        "dict of losses"
+    ),
+}
+DETECTION_TECHNIQUES = ("ptq_dynamic", "fp16", "prune_unstructured", "prune_structured")
+
+
+def task_recipe_problem(
+    task: str, technique: str, params: dict[str, Any], device: str = "cpu"
+) -> tuple[str, str, str] | None:
+    """``(field, problem, fix)`` when a recipe cannot run in a study of ``task``, else ``None``.
+
+    Field names are relative to the recipe (``technique``, ``params.finetune_epochs``).
+    """
+    if task != "detection":
+        return None
+    if technique == "fp16" and not device.startswith("cuda"):
+        return (
+            "technique",
+            "'fp16' does not apply to detection on CPU: torchvision's CPU nms kernel has no float16 "
+            "version, so a half-precision detector cannot run its own postprocessing",
+            "evaluate on a GPU (evaluation.device: cuda) or use ptq_dynamic, prune_unstructured or prune_structured",
+        )
+    if technique in DETECTION_NOT_APPLICABLE:
+        return (
+            "technique",
+            f"{technique!r} does not apply to detection: {DETECTION_NOT_APPLICABLE[technique]}",
+            f"use one of {', '.join(DETECTION_TECHNIQUES)}",
+        )
+    if technique in ("prune_unstructured", "prune_structured") and int(params.get("finetune_epochs", 0)):
+        return (
+            "params.finetune_epochs",
+            "fine-tuning after pruning uses the classification training loop, which cannot train a detector",
+            "set finetune_epochs: 0 in a detection study",
+        )
+    if technique == "prune_structured" and params.get("importance") == "taylor":
+        return (
+            "params.importance",
+            "taylor importance needs a cross-entropy gradient on class logits, which a detector does not output",
+            "use importance: l1, l2 or random",
+        )
+    return None

@@ -42,25 +42,27 @@ class EvaluationReport:
         metrics: contract metric key -> value (units in ``keys.METRICS``).
         tags: MLflow tags (energy meter, ratio metrics, missing ratios, hardware, ...).
         params: settings worth recording as MLflow params (batch size, threads, ...).
-        predictions: labels and top-k predictions over the evaluation data.
+        predictions: labels and top-k predictions over the evaluation data (``None`` for detection).
         ops: per-layer MACs / CHATS.
         impact: class-level impact against the baseline (compressed models with a baseline).
         baseline_top1: the baseline's top-1 predictions on the same samples, when compared.
         exemplar_images: sample index -> image, for the first compression-identified exemplars.
         class_names: names of the classes, index = label.
         run_id: the MLflow run the report was logged to, if any.
+        tables: name -> table logged as ``<name>.csv`` (detection: the per-class AP table).
     """
 
     metrics: dict[str, float]
     tags: dict[str, str]
     params: dict[str, Any]
-    predictions: Predictions
+    predictions: Predictions | None
     ops: OpsReport
     impact: ClassImpact | None = None
     baseline_top1: np.ndarray | None = None
     exemplar_images: dict[int, torch.Tensor] = field(default_factory=dict)
     class_names: list[str] = field(default_factory=list)
     run_id: str | None = None
+    tables: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ def compare(report: EvaluationReport, baseline: EvaluationReport | str, config: 
         return
     if facts.run_id:
         report.tags[keys.TAG_BASELINE_RUN] = facts.run_id
-    if facts.predictions is not None:
+    if facts.predictions is not None and report.predictions is not None:
         report.metrics[keys.AGREEMENT] = agreement(report.predictions, facts.predictions)
         report.baseline_top1 = facts.predictions.top1
         report.impact = class_impact(
@@ -154,9 +156,12 @@ def evaluate(
     """Measure ``model`` on ``data`` with every NetZIP metric.
 
     Args:
-        model: a PyTorch classifier returning (batch, classes) logits. It is not modified.
-        data: a ``DataLoader`` / iterable of ``(inputs, targets)`` batches, or a ``Dataset``.
-        task: ``"classification"``.
+        model: a PyTorch classifier returning (batch, classes) logits, or for ``"detection"`` a
+            torchvision-style detector (eval forward: one boxes/labels/scores dict per image). It is
+            not modified.
+        data: a ``DataLoader`` / iterable of ``(inputs, targets)`` batches, or a ``Dataset``
+            (detection: targets are lists of boxes/labels dicts, see ``netzip_mlflow.data.detection``).
+        task: ``"classification"`` or ``"detection"`` (see ``netzip_mlflow.evaluation.detection``).
         config: measurement settings (defaults: batch 1, 1 thread, isolated process, CPU).
         baseline: ``None``, another :class:`EvaluationReport`, or the run id of a logged baseline;
             with a baseline the report gets agreement, ratios, OCS and class-level impact.
@@ -165,6 +170,10 @@ def evaluate(
     if task not in TASKS:
         raise ConfigError("task", f"unknown task {task!r}", f"use one of {list(TASKS)}")
     config = config or EvaluationConfig()
+    if task == "detection":
+        from netzip_mlflow.evaluation.detection import evaluate_detection
+
+        return evaluate_detection(model, data, config, baseline, log_to_mlflow)
     batches = as_batches(data, config.eval_batch_size)
     model = model.to(config.device).eval()
     predictions = predict(model, batches, config.device, progress=config.progress)

@@ -9,7 +9,7 @@ from netzip_mlflow.analysis.ratios import RatioConfig
 from netzip_mlflow.errors import ConfigError
 from netzip_mlflow.evaluation.latency import LatencySettings
 
-TASKS = ("classification",)
+TASKS = ("classification", "detection")
 
 
 @dataclass(frozen=True)

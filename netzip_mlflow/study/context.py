@@ -11,16 +11,18 @@ from torch.utils.data import DataLoader
 from netzip_mlflow.analysis.ratios import RatioConfig
 from netzip_mlflow.config.schema import StudySpec
 from netzip_mlflow.data.builtin import SplitDataset, load_builtin
+from netzip_mlflow.data.detection import DetectionSplit
 from netzip_mlflow.data.folder import load_image_folder
 from netzip_mlflow.evaluation.latency import LatencySettings
 from netzip_mlflow.evaluation.settings import EvaluationConfig
+from netzip_mlflow.tracking import keys
 
 
 @dataclass
 class StudyData:
     """The split dataset and its loaders (train shuffled with the study's seed, test in order)."""
 
-    split: SplitDataset
+    split: SplitDataset | DetectionSplit
     train: DataLoader
     test: DataLoader
 
@@ -33,20 +35,39 @@ def load_data(spec: StudySpec) -> StudyData:
     class-level impact analysis needs.
     """
     d = spec.data
-    if d.builtin is not None:
+    collate = None
+    if spec.task == "detection":
+        split = _detection_split(spec)
+        collate = split.collate_fn
+    elif d.builtin is not None:
         split = load_builtin(d.builtin, d.test_fraction, d.seed, d.limit)
     else:
         split = load_image_folder(d.path, d.image_size, d.channels, d.test_fraction, d.seed)
     generator = torch.Generator().manual_seed(spec.seed)
-    train = DataLoader(split.train, batch_size=d.batch_size, shuffle=True, generator=generator)
-    test = DataLoader(split.test, batch_size=spec.evaluation.eval_batch_size, shuffle=False)
+    train = DataLoader(split.train, batch_size=d.batch_size, shuffle=True, generator=generator, collate_fn=collate)
+    test = DataLoader(split.test, batch_size=spec.evaluation.eval_batch_size, shuffle=False, collate_fn=collate)
     return StudyData(split, train, test)
+
+
+def _detection_split(spec: StudySpec) -> DetectionSplit:
+    """The built-in ``shapes`` set (``data.limit`` images, default 300) or a COCO folder."""
+    d = spec.data
+    if d.builtin == "shapes":
+        from netzip_mlflow.data.detection import load_shapes
+
+        return load_shapes(d.limit, d.image_size, d.test_fraction, d.seed)
+    from netzip_mlflow.data.coco import load_coco_folder
+
+    return load_coco_folder(d.path, d.image_size, d.test_fraction, d.seed)
 
 
 def evaluation_config(spec: StudySpec, class_names: list[str], progress: bool = True) -> EvaluationConfig:
     """The :class:`EvaluationConfig` a study's YAML describes."""
     e = spec.evaluation
     r = e.ratios
+    performance = r.performance
+    if spec.task == "detection" and "performance" not in r.model_fields_set:
+        performance = keys.MAP50  # DESIGN.md section 5: detection's default performance metric
     return EvaluationConfig(
         batch_size=e.batch_size,
         eval_batch_size=e.eval_batch_size,
@@ -61,7 +82,7 @@ def evaluation_config(spec: StudySpec, class_names: list[str], progress: bool = 
         ),
         idle_s=e.idle_s,
         power_log=e.power_log,
-        ratios=RatioConfig(r.performance, r.speedup, r.compression, r.efficiency, tuple(r.weights), r.zeta),
+        ratios=RatioConfig(performance, r.speedup, r.compression, r.efficiency, tuple(r.weights), r.zeta),
         class_names=tuple(class_names),
         progress=progress,
     )
@@ -69,7 +90,7 @@ def evaluation_config(spec: StudySpec, class_names: list[str], progress: bool = 
 
 def example_inputs(data: StudyData, n: int = 1) -> torch.Tensor:
     """``n`` real training images, for tracing and dependency graphs."""
-    inputs, _ = next(iter(DataLoader(data.split.train, batch_size=n, shuffle=False)))
+    inputs, _ = next(iter(DataLoader(data.split.train, batch_size=n, shuffle=False, collate_fn=data.train.collate_fn)))
     return inputs
 
 

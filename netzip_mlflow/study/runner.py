@@ -145,6 +145,8 @@ def initial_model(spec: StudySpec, data: StudyData) -> nn.Module:
     Checked on one real test batch (input shape, (batch, classes) output, label range, finite
     outputs) before anything is logged, so a bad model fails fast with a one-line error.
     """
+    if spec.task == "detection":
+        return _initial_detector(spec, data)
     split = data.split
     model = build_model(spec.model.arch, len(split.classes), split.input_shape, seed=spec.seed)
     what = f"model.arch {spec.model.arch!r}"
@@ -165,11 +167,34 @@ def _baseline_model(spec: StudySpec, data: StudyData, progress: bool, run_id: st
     if t.epochs:
         torch.manual_seed(spec.seed)
         e = spec.evaluation
+        fit = _train_detector if spec.task == "detection" else train
         with system_metrics(run_id, e.system_metrics, e.system_metrics_interval_s):
-            train(model, data.train, t.epochs, t.lr, optimizer=t.optimizer, on_epoch_end=_epoch_logger("train"), progress=progress)
-        inputs, labels = _first_batch(data.test)
-        check_model_outputs(model, inputs, labels, len(data.split.classes), "the trained baseline model")
+            fit(model, data.train, t.epochs, t.lr, optimizer=t.optimizer, on_epoch_end=_epoch_logger("train"), progress=progress)
+        if spec.task != "detection":
+            inputs, labels = _first_batch(data.test)
+            check_model_outputs(model, inputs, labels, len(data.split.classes), "the trained baseline model")
     return model
+
+
+def _arch(spec: StudySpec) -> str:
+    return spec.detection_arch if spec.task == "detection" else spec.model.arch
+
+
+def _initial_detector(spec: StudySpec, data: StudyData) -> nn.Module:
+    """A torchvision detector for the study's classes, or the user's file loaded into it."""
+    from netzip_mlflow.models.detection_zoo import build_detector
+
+    split = data.split
+    model = build_detector(spec.detection_arch, split.num_classes, split.input_shape[1], seed=spec.seed)
+    if spec.model.path is not None:
+        model = load_model_file(spec.model.path, model, trust=spec.model.trust_model_file)
+    return model
+
+
+def _train_detector(model: nn.Module, *args: Any, **kwargs: Any) -> None:
+    from netzip_mlflow.models.detection_zoo import train_detector
+
+    train_detector(model, *args, **kwargs)
 
 
 def _run_baseline(
@@ -180,7 +205,7 @@ def _run_baseline(
     tags = {keys.TAG_ROLE: keys.ROLE_BASELINE, keys.TAG_STUDY: spec.study, TAG_CONFIG_HASH: baseline_hash(spec)}
     with retry_locked(mlflow.start_run, run_name="baseline", nested=True, tags=tags) as run:
         try:
-            retry_locked(mlflow.log_params, {"model.arch": spec.model.arch, "data.source": data.split.name, "seed": spec.seed})
+            retry_locked(mlflow.log_params, {"model.arch": _arch(spec), "data.source": data.split.name, "seed": spec.seed})
             model = _baseline_model(spec, data, progress, run.info.run_id, model)
             report = evaluate(model.eval(), data.test, spec.task, config, log_to_mlflow=True)
             retry_locked(log_torch_model, model, example_inputs(data))
@@ -232,8 +257,9 @@ def _run_recipe(
                     example_inputs=example_inputs(data), on_epoch_end=_epoch_logger("finetune"),
                 )
             retry_locked(mlflow.log_params, _flat_params("result.", result.info))
-            inputs, labels = _first_batch(data.test)
-            check_model_outputs(result.model, inputs, labels, len(data.split.classes), f"recipe {recipe.name!r}")
+            if spec.task != "detection":  # detectors return per-image box lists, checked by their metrics
+                inputs, labels = _first_batch(data.test)
+                check_model_outputs(result.model, inputs, labels, len(data.split.classes), f"recipe {recipe.name!r}")
             report = evaluate(result.model, data.test, spec.task, config, baseline=base_report, log_to_mlflow=True)
             retry_locked(log_torch_model, result.model, example_inputs(data))
         except Exception as exc:  # noqa: BLE001 - any failure of one recipe (MemoryError and torch's

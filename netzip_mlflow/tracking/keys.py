@@ -33,6 +33,8 @@ RECALL_MICRO = "accuracy/recall_micro"
 F1_MICRO = "accuracy/f1_micro"
 MAP50 = "accuracy/map50"
 MAP50_95 = "accuracy/map50_95"
+PRECISION_IOU50 = "accuracy/precision_iou50"
+RECALL_IOU50 = "accuracy/recall_iou50"
 AGREEMENT = "accuracy/agreement"
 LATENCY_MS = "speed/latency_ms"
 LATENCY_MEAN_MS = "speed/latency_ms_mean"
@@ -80,6 +82,8 @@ METRICS: dict[str, MetricSpec] = {
         _m(F1_MICRO, "fraction", True, "F1 over all samples"),
         _m(MAP50, "fraction", True, "detection mean average precision at IoU 0.5"),
         _m(MAP50_95, "fraction", True, "detection mAP averaged over IoU 0.5:0.95"),
+        _m(PRECISION_IOU50, "fraction", True, "detection precision at IoU 0.5, score >= 0.5"),
+        _m(RECALL_IOU50, "fraction", True, "detection recall at IoU 0.5, score >= 0.5"),
         _m(AGREEMENT, "fraction", True, "share of samples whose top-1 equals the baseline's"),
         _m(LATENCY_MS, "ms", False, "median latency of one batch"),
         _m(LATENCY_MEAN_MS, "ms", False, "mean latency of one batch"),

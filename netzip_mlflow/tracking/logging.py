@@ -35,10 +35,14 @@ def write_artifacts(report: EvaluationReport, root: Path, confusion: bool = Fals
     root = Path(root)
     (root / OPS_ARTIFACT).parent.mkdir(parents=True, exist_ok=True)
     report.ops.write_csv(root / OPS_ARTIFACT)
-    (root / PREDICTIONS_ARTIFACT).parent.mkdir(parents=True, exist_ok=True)
     pred = report.predictions
-    np.savez_compressed(root / PREDICTIONS_ARTIFACT, labels=pred.labels, topk=pred.topk, num_classes=pred.num_classes)
-    if confusion:
+    if pred is not None:  # detection reports have no per-sample class predictions
+        (root / PREDICTIONS_ARTIFACT).parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(root / PREDICTIONS_ARTIFACT, labels=pred.labels, topk=pred.topk, num_classes=pred.num_classes)
+    for name, table in report.tables.items():  # e.g. detection's per-class AP
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(root / f"{name}.csv", index=False)
+    if confusion and pred is not None:
         plot_confusion_matrix(report, root / CONFUSION_ARTIFACT)
     if report.impact is not None:
         _write_impact(report, root / IMPACT_FOLDER)

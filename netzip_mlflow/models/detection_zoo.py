@@ -1,0 +1,194 @@
+"""Built-in object detectors (random init, nothing downloaded) and their training loop.
+
+``fasterrcnn_mobilenet_v3_large_320_fpn`` is torchvision's Faster R-CNN with a MobileNetV3-Large FPN
+backbone, built with ``weights=None, weights_backbone=None`` and sized for small images and 2 CPU
+cores: the transform keeps the images at their own size (``min_size = max_size = image side``), fewer
+region proposals are kept, and the box head's two fully connected layers are 256 wide instead of 1024
+(the ``TwoMLPHead`` of torchvision, only narrower). Its forward is torchvision's: in eval mode
+``model(images)`` returns one ``{"boxes", "labels", "scores"}`` dict per image *after* the model's own
+postprocessing (box decoding, score threshold, per-class NMS, rescaling), so timing ``model(images)``
+times the whole detector. Labels count from 1 (0 is background), ``num_classes`` includes background.
+
+Any ``nn.Module`` with the same contract (train mode: ``model(images, targets) -> dict of losses``;
+eval mode: ``model(images) -> list of dicts``) can be trained with :func:`train_detector` and
+evaluated with ``task="detection"``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+
+import torch
+from torch import nn
+from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from tqdm.auto import tqdm
+
+from netzip_mlflow.errors import ConfigError, DataError, ModelError
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+#: Width of the box head's fully connected layers (torchvision's default is 1024).
+BOX_HEAD_WIDTH = 256
+
+
+def fasterrcnn_mobilenet(num_classes: int, image_size: int, box_head_width: int = BOX_HEAD_WIDTH) -> nn.Module:
+    """torchvision's ``fasterrcnn_mobilenet_v3_large_320_fpn`` for ``image_size`` px images.
+
+    Args:
+        num_classes: classes including the background (label 0).
+        image_size: side of the (square) input images in pixels; the model does not resize them.
+        box_head_width: width of the box head's two fully connected layers.
+    """
+    model = fasterrcnn_mobilenet_v3_large_320_fpn(
+        weights=None,
+        weights_backbone=None,
+        num_classes=num_classes,
+        min_size=image_size,
+        max_size=image_size,
+        rpn_pre_nms_top_n_train=300,
+        rpn_post_nms_top_n_train=128,
+        rpn_pre_nms_top_n_test=150,
+        rpn_post_nms_top_n_test=100,
+        box_batch_size_per_image=64,
+        rpn_batch_size_per_image=128,
+        box_detections_per_img=50,
+    )
+    pooled = model.roi_heads.box_roi_pool.output_size[0]
+    channels = model.backbone.out_channels
+    model.roi_heads.box_head = TwoMLPHead(channels * pooled * pooled, box_head_width)
+    model.roi_heads.box_predictor = FastRCNNPredictor(box_head_width, num_classes)
+    return model
+
+
+DETECTORS: dict[str, Callable[[int, int], nn.Module]] = {
+    "fasterrcnn_mobilenet_v3_large_320_fpn": fasterrcnn_mobilenet,
+}
+DEFAULT_DETECTOR = "fasterrcnn_mobilenet_v3_large_320_fpn"
+
+
+def build_detector(arch: str, num_classes: int, image_size: int, seed: int = 0) -> nn.Module:
+    """Build a built-in detector with seeded random weights (no download).
+
+    Args:
+        arch: a name in :data:`DETECTORS`.
+        num_classes: classes including the background.
+        image_size: side of the square input images in pixels.
+        seed: seed of the initial weights.
+    """
+    if arch not in DETECTORS:
+        raise ConfigError("model.arch", f"unknown detection architecture {arch!r}", f"use one of {sorted(DETECTORS)}")
+    if num_classes < 2:
+        raise ConfigError("num_classes", f"a detector needs at least 2 classes (background + 1), got {num_classes}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return DETECTORS[arch](num_classes, image_size)
+
+
+def _lr_at(step: int, total: int, lr: float, warmup: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total`` steps."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def train_detector(
+    model: nn.Module,
+    data: Iterable[tuple[torch.Tensor, list[Mapping[str, torch.Tensor]]]],
+    epochs: int,
+    lr: float,
+    *,
+    optimizer: str = "sgd",
+    weight_decay: float = 1e-4,
+    warmup_steps: int = 50,
+    on_epoch_end: EpochCallback | None = None,
+    progress: bool = True,
+    device: str | torch.device = "cpu",
+) -> list[dict[str, float]]:
+    """Train a torchvision-style detector in place.
+
+    Each step sums the loss dict that ``model(images, targets)`` returns in train mode. The learning
+    rate warms up linearly over ``warmup_steps`` steps, then decays by a cosine to 0 at the last step
+    (per step). Gradients are clipped to norm 10.
+
+    Args:
+        model: the detector (left in eval mode afterwards).
+        data: ``(images (B, C, H, W), [target, ...])`` batches (a ``DataLoader`` with
+            :func:`~netzip_mlflow.data.detection.detection_collate`).
+        epochs: passes over ``data`` (0: nothing is trained).
+        lr: peak learning rate.
+        optimizer: ``"sgd"`` (momentum 0.9) or ``"adam"``.
+        on_epoch_end: called as ``on_epoch_end(epoch, {"loss": mean summed loss per batch, ...each
+            loss term's mean})`` after each epoch (epoch from 0).
+        progress: show a tqdm bar per epoch.
+
+    Returns:
+        One metrics dict per epoch (as passed to ``on_epoch_end``).
+
+    Raises:
+        ConfigError: bad ``epochs``, ``lr`` or ``optimizer``.
+        DataError: ``data`` yields no batch.
+        ModelError: the model does not return a loss dict in train mode, or the loss is not finite.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ConfigError("epochs", f"must be an integer >= 0, got {epochs!r}")
+    if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
+        raise ConfigError("lr", f"must be a number > 0, got {lr!r}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    elif optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    else:
+        raise ConfigError("optimizer", f"must be one of: sgd, adam, got {optimizer!r}")
+    model.to(device)
+    steps_per_epoch = len(data) if hasattr(data, "__len__") else None
+    total = (steps_per_epoch or 1) * epochs
+    history: list[dict[str, float]] = []
+    step = 0
+    for epoch in range(epochs):
+        model.train()
+        sums: dict[str, float] = {}
+        batches = 0
+        bar = tqdm(data, desc=f"detector epoch {epoch + 1}/{epochs}", total=steps_per_epoch,
+                   disable=not progress, leave=False)
+        for images, targets in bar:
+            for group in opt.param_groups:
+                group["lr"] = _lr_at(step, total, lr, min(warmup_steps, total // 2 or 1))
+            images = images.to(device)
+            targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+            try:
+                losses = model(images, targets)
+            except TypeError as exc:
+                raise ModelError(
+                    f"the detector cannot be called as model(images, targets) in train mode ({exc}); "
+                    "use a torchvision detection model or one with the same contract"
+                ) from exc
+            if not isinstance(losses, Mapping):
+                raise ModelError(
+                    f"in train mode a detector must return a dict of losses, got {type(losses).__name__}; "
+                    "use a torchvision detection model or one with the same contract"
+                )
+            loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                raise ModelError(f"the detection loss became {loss.item()} at epoch {epoch}; lower the learning rate (lr)")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(params, 10.0)
+            opt.step()
+            step += 1
+            batches += 1
+            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach())
+            bar.set_postfix(loss=f"{sums['loss'] / batches:.3f}")
+        if batches == 0:
+            raise DataError("the detection training data yields no batch; pass a non-empty DataLoader")
+        metrics = {name: value / batches for name, value in sums.items()}
+        history.append(metrics)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, metrics)
+    model.eval()
+    return history
