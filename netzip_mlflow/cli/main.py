@@ -64,6 +64,10 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a field, e.g. --set data.path=/data/images (repeatable)")
     run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--executor", choices=["local", "ray"],
+                     help="where recipes run: one after another here (local, the default) or as Ray tasks "
+                          "(needs an http:// tracking server; see docs/deployment.md)")
+    run.add_argument("--address", help="Ray cluster address for --executor ray (e.g. auto, HOST:6379, ray://HOST:10001)")
 
     board = sub.add_parser("leaderboard", help="rank compressed runs by OCS (from MLflow queries only)")
     board.add_argument("--experiment", required=True, action="append", help="experiment name (repeatable)")
@@ -93,6 +97,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from netzip_mlflow.study.runner import run_study
 
     overrides = dict(parse_override(o) for o in args.overrides)
+    if args.executor:
+        overrides["executor.kind"] = args.executor
+    if args.address:
+        overrides["executor.address"] = args.address
     result = run_study(args.study, overrides, progress=not args.no_progress)
     if result.leaderboard is not None and not result.leaderboard.empty:
         print_table(result.leaderboard, console=console, title=f"OCS leaderboard — study {result.study}")

@@ -27,6 +27,7 @@ from netzip_mlflow.evaluation.evaluator import EvaluationReport, evaluate
 from netzip_mlflow.models.loading import load_model_file
 from netzip_mlflow.models.training import train
 from netzip_mlflow.models.zoo import build_model
+from netzip_mlflow.study.executors import Executor, StudyJob, make_executor
 from netzip_mlflow.study.context import StudyData, evaluation_config, example_inputs, load_data
 from netzip_mlflow.tracking import keys
 from netzip_mlflow.tracking.experiments import ensure_experiment
@@ -99,7 +100,8 @@ def _run_baseline(spec: StudySpec, data: StudyData, progress: bool) -> tuple[nn.
 
 
 def _run_recipe(
-    recipe: RecipeSpec, spec: StudySpec, data: StudyData, baseline: nn.Module, base_report: EvaluationReport, progress: bool
+    recipe: RecipeSpec, spec: StudySpec, data: StudyData, baseline: nn.Module, base_report: EvaluationReport, progress: bool,
+    parent_run_id: str | None = None,
 ) -> RecipeOutcome:
     config = evaluation_config(spec, data.split.classes, progress)
     tags = {
@@ -109,7 +111,8 @@ def _run_recipe(
         keys.TAG_RECIPE: recipe.name,
         keys.TAG_BASELINE_RUN: base_report.run_id or "",
     }
-    with mlflow.start_run(run_name=recipe.name, nested=True, tags=tags) as run:
+    # parent_run_id: set when this runs in another process (a Ray task) with no active parent run.
+    with mlflow.start_run(run_name=recipe.name, nested=True, parent_run_id=parent_run_id, tags=tags) as run:
         run_id = run.info.run_id
         try:
             mlflow.log_params(_flat_params("recipe.", recipe.params))
@@ -132,7 +135,8 @@ def _run_recipe(
 
 
 def run_study(
-    study: str | Path | StudySpec, overrides: Mapping[str, Any] | None = None, progress: bool = True
+    study: str | Path | StudySpec, overrides: Mapping[str, Any] | None = None, progress: bool = True,
+    executor: Executor | None = None,
 ) -> StudyResult:
     """Run a study: train or load the baseline, evaluate it, then compress and evaluate each recipe.
 
@@ -141,10 +145,14 @@ def run_study(
         overrides: dotted-key overrides applied to the YAML before validation
             (e.g. ``{"data.path": "/data/images", "recipes.0.params.amount": 0.5}``).
         progress: show progress bars.
+        executor: where recipes run (default: the study's ``executor:`` section, i.e. one after
+            another in this process; see :mod:`netzip_mlflow.study.executors`).
 
     Returns the runs made and the study's leaderboard. Recipes that fail are in ``result.failed``.
     """
     spec = study if isinstance(study, StudySpec) else load_study(study, overrides)
+    executor = executor or make_executor(spec.executor)
+    executor.prepare(spec, mlflow.get_tracking_uri())
     experiment_id = ensure_experiment(spec.experiment_name)
     mlflow.set_experiment(experiment_id=experiment_id)  # nested runs follow the active experiment
     data = load_data(spec)
@@ -153,8 +161,8 @@ def run_study(
         mlflow.log_params({"seed": spec.seed, "recipes": len(spec.recipes), "data.train_samples": len(data.split.train), "data.test_samples": len(data.split.test)})
         baseline, base_report = _run_baseline(spec, data, progress)
         result = StudyResult(spec.study, spec.experiment_name, parent.info.run_id, base_report.run_id or "")
-        for recipe in spec.recipes:
-            result.outcomes.append(_run_recipe(recipe, spec, data, baseline, base_report, progress))
+        job = StudyJob(spec, data, baseline, base_report, parent.info.run_id, experiment_id, mlflow.get_tracking_uri(), progress)
+        result.outcomes.extend(executor.run_recipes(job, spec.recipes, _run_recipe))
         result.leaderboard = _log_leaderboard(spec)
     return result
 
