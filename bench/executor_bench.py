@@ -45,7 +45,7 @@ def study(n: int, name: str) -> dict:
         "seed": 0,
         "data": {"builtin": "digits", "limit": 300, "batch_size": 32},
         "model": {"arch": "tiny_cnn", "train": {"epochs": 2, "lr": 0.1}},
-        "evaluation": {"idle_s": 0.2, "latency": {"warmup_s": 0.1, "budget_s": 0.5}},
+        "evaluation": {"isolate": False, "idle_s": 0.2, "latency": {"warmup_s": 0.1, "budget_s": 0.5}},
         "recipes": [{"name": r, "technique": t, "params": p} for r, t, p in (TECHNIQUES * 2)[:n]],
     }
 
@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", RAY_USAGE_STATS_ENABLED="0",
+               MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     os.environ.update(MLFLOW_DISABLE_TELEMETRY="true", RAY_USAGE_STATS_ENABLED="0")
     pg_dir = tempfile.mkdtemp(prefix="netzip-pg-", dir="/tmp")

@@ -103,11 +103,14 @@ def mlflow_server(postgres: str, tmp_path_factory: pytest.TempPathFactory) -> It
         "[mlflow]\ndefault_permission = READ\n"
         f"database_uri = sqlite:///{tmp / 'basic_auth.db'}\nadmin_username = {ADMIN[0]}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        # cache credential checks: without it every request pays a PBKDF2 hash (slow on 2 cores)
+        "auth_cache_ttl_seconds = 300\n"
     )
     port = free_port()
     env = _child_env(
         MLFLOW_AUTH_CONFIG_PATH=str(auth_ini), MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN[1],
         MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(16),
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",  # no background job runners: nothing here uses them
     )
     log = open(tmp / "server.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
