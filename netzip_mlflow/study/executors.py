@@ -167,6 +167,7 @@ class RayExecutor:
 
             env = {name: os.environ[name] for name in CREDENTIAL_ENV if os.environ.get(name)}
             env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+            env.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in task logs
             try:
                 ray.init(address=self.address, runtime_env={"env_vars": env}, log_to_driver=True,
                          **self.init_kwargs)
