@@ -71,6 +71,10 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trust-model-file", action="store_true",
                      help="allow model.path to be a whole pickled module; unpickling can run "
                           "arbitrary code, so only for files you made yourself")
+    run.add_argument("--executor", choices=["local", "ray"],
+                     help="where recipes run: one after another here (local, the default) or as Ray tasks "
+                          "(needs an http:// tracking server; see docs/deployment.md)")
+    run.add_argument("--address", help="Ray cluster address for --executor ray (e.g. auto, HOST:6379, ray://HOST:10001)")
 
     board = sub.add_parser("leaderboard", help="rank compressed runs by OCS (from MLflow queries only)")
     board.add_argument("--experiment", required=True, action="append", help="experiment name (repeatable)")
@@ -102,6 +106,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from netzip_mlflow.study.runner import run_study
 
     overrides = dict(parse_override(o) for o in args.overrides)
+    if args.executor:
+        overrides["executor.kind"] = args.executor
+    if args.address:
+        overrides["executor.address"] = args.address
     result = run_study(
         args.study, overrides, progress=not args.no_progress, fresh=args.fresh, trust_model_file=args.trust_model_file
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -98,6 +99,38 @@ class EvaluationSpec(_Strict):
     system_metrics_interval_s: float = Field(5.0, gt=0, description="system metrics sampling interval, s")
 
 
+RAY_RESERVED_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
+
+
+class ResourceSpec(_Strict):
+    """What one recipe's task needs on a cluster (``--executor ray``; the local executor ignores it).
+
+    ``custom`` names the machine class the recipe must be measured on, e.g. ``{"rpi4": 1}``: a
+    Ray worker started with ``ray start --resources '{"rpi4": 1}'`` offers it.
+    """
+
+    num_cpus: float = Field(1.0, ge=0, le=1024)
+    num_gpus: float = Field(0.0, ge=0, le=64)
+    custom: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("custom")
+    @classmethod
+    def _custom_names(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, amount in value.items():
+            if name in RAY_RESERVED_RESOURCES or name.startswith("node:"):
+                raise ValueError(f"{name!r} is a built-in Ray resource; use num_cpus / num_gpus, or another name")
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}", name):
+                raise ValueError(f"custom resource name {name!r} must be a letter then letters, digits, '_', '.', '-'")
+            if not amount > 0:
+                raise ValueError(f"custom resource {name!r} needs an amount > 0, got {amount!r}")
+        return value
+
+    @property
+    def hardware_class(self) -> str:
+        """The machine class this recipe is measured on: its custom resource names, or ``""``."""
+        return "+".join(sorted(self.custom))
+
+
 class RecipeSpec(_Strict):
     """One compression recipe: a name (unique in the study), a technique and its parameters.
 
@@ -110,6 +143,7 @@ class RecipeSpec(_Strict):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")
     technique: str
     params: dict[str, Any] = Field(default_factory=dict)
+    resources: ResourceSpec = ResourceSpec()
 
     @model_validator(mode="before")
     @classmethod
@@ -131,6 +165,13 @@ class RecipeSpec(_Strict):
         return {**rest, "technique": "pipeline", "params": {"steps": raw["steps"]}}
 
 
+class ExecutorSpec(_Strict):
+    """Where recipes run: ``local`` (one after another in this process) or on a ``ray`` cluster."""
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = Field(None, description="Ray cluster address, e.g. 'auto' or 'ray://head:10001'")
+
+
 class StudySpec(_Strict):
     """A whole study: data, baseline model, evaluation settings and recipes."""
 
@@ -142,6 +183,7 @@ class StudySpec(_Strict):
     model: ModelSpec = ModelSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
     recipes: list[RecipeSpec] = Field(min_length=1)
+    executor: ExecutorSpec = ExecutorSpec()
 
     @model_validator(mode="after")
     def _unique_recipe_names(self) -> StudySpec:

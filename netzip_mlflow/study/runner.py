@@ -39,6 +39,7 @@ from netzip_mlflow.models.loading import load_model_file
 from netzip_mlflow.models.training import train
 from netzip_mlflow.models.zoo import build_model
 from netzip_mlflow.study.checks import check_model_outputs
+from netzip_mlflow.study.executors import Executor, StudyJob, make_executor
 from netzip_mlflow.study.context import StudyData, evaluation_config, example_inputs, load_data
 from netzip_mlflow.study.resume import (
     TAG_CONFIG_HASH,
@@ -230,6 +231,7 @@ def _run_recipe(
     baseline: nn.Module,
     base_report: EvaluationReport | str,
     progress: bool,
+    parent_run_id: str | None = None,
 ) -> RecipeOutcome:
     """Compress, check, evaluate and log one recipe in its own run; any failure ends only this run.
 
@@ -245,7 +247,10 @@ def _run_recipe(
         keys.TAG_BASELINE_RUN: base_run_id,
         TAG_CONFIG_HASH: recipe_hash(recipe, baseline_hash(spec)),
     }
-    with retry_locked(mlflow.start_run, run_name=safe_name(recipe.name), nested=True, tags=tags) as run:
+    # parent_run_id: set when this runs in another process (a Ray task) with no active parent run.
+    with retry_locked(
+        mlflow.start_run, run_name=safe_name(recipe.name), nested=True, parent_run_id=parent_run_id, tags=tags
+    ) as run:
         run_id = run.info.run_id
         try:
             retry_locked(mlflow.log_params, _flat_params("recipe.", recipe.params))
@@ -293,6 +298,7 @@ def run_study(
     progress: bool = True,
     fresh: bool = False,
     trust_model_file: bool = False,
+    executor: Executor | None = None,
 ) -> StudyResult:
     """Run a study: train or load the baseline, evaluate it, then compress and evaluate each recipe.
 
@@ -304,6 +310,8 @@ def run_study(
         fresh: start a new study run even if an earlier run of this study can be resumed.
         trust_model_file: allow ``model.path`` to be a whole pickled module. Unpickling can run
             arbitrary code: only for files you made yourself (same as ``model.trust_model_file``).
+        executor: where recipes run (default: the study's ``executor:`` section, i.e. one after
+            another in this process; see :mod:`netzip_mlflow.study.executors`).
 
     Returns the runs made (or reused) and the study's leaderboard. Failed recipes are in
     ``result.failed``.
@@ -311,6 +319,8 @@ def run_study(
     spec = study if isinstance(study, StudySpec) else load_study(study, overrides)
     if trust_model_file:
         spec = _with_trust(spec)
+    executor = executor or make_executor(spec.executor)
+    executor.prepare(spec, mlflow.get_tracking_uri())  # e.g. Ray needs an http:// tracking server
     data = load_data(spec)  # bad data and bad models fail here, before the store is touched
     model = initial_model(spec, data)
     experiment_id = ensure_experiment(spec.experiment_name)
@@ -323,7 +333,7 @@ def run_study(
         parent_run = retry_locked(mlflow.start_run, run_name=safe_name(spec.study), tags=tags)
     with parent_run as parent:
         try:
-            result = _run_in_parent(spec, data, progress, previous, parent.info.run_id, model)
+            result = _run_in_parent(spec, data, progress, previous, parent.info.run_id, model, executor, experiment_id)
         except BaseException as exc:
             _record_failure(exc)
             raise
@@ -331,7 +341,14 @@ def run_study(
 
 
 def _run_in_parent(
-    spec: StudySpec, data: StudyData, progress: bool, previous: PreviousRuns, parent_id: str, model: nn.Module
+    spec: StudySpec,
+    data: StudyData,
+    progress: bool,
+    previous: PreviousRuns,
+    parent_id: str,
+    model: nn.Module,
+    executor: Executor,
+    experiment_id: str,
 ) -> StudyResult:
     resumed = previous.study_run_id is not None
     if resumed:
@@ -356,9 +373,15 @@ def _run_in_parent(
         spec.study, spec.experiment_name, parent_id, base_run_id,
         resumed=resumed, baseline_reused=reused is not None, killed=list(previous.killed),
     )
+    pending = []
     for recipe in spec.recipes:
         outcome = _reused_outcome(recipe, previous) if reused is not None else None
-        result.outcomes.append(outcome or _run_recipe(recipe, spec, data, baseline, base_ref, progress))
+        if outcome is not None:
+            result.outcomes.append(outcome)
+        else:
+            pending.append(recipe)
+    job = StudyJob(spec, data, baseline, base_ref, parent_id, experiment_id, mlflow.get_tracking_uri(), progress)
+    result.outcomes.extend(executor.run_recipes(job, pending, _run_recipe))
     result.leaderboard = _log_leaderboard(spec, {o.run_id for o in result.outcomes})
     _log_population(spec)
     return result
