@@ -269,6 +269,7 @@ def plot_impact_vs_sparsity(
     impacted_images: Any,
     path: PathLike,
     technique_names: Sequence[str] | None = None,
+    x_label: str = "Sparsity (fraction of weights that are zero)",
 ) -> Path:
     """Impacted classes and impacted images against sparsity, one line per technique.
 
@@ -303,7 +304,7 @@ def plot_impact_vs_sparsity(
         ax_classes.plot(x[order], c[order], marker="o", label=label)
         ax_images.plot(x[order], m[order], marker="o", label=label)
     for ax, what in ((ax_classes, "Impacted classes"), (ax_images, "Impacted images")):
-        ax.set_xlabel("Sparsity (fraction of weights that are zero)")
+        ax.set_xlabel(x_label)
         ax.set_ylabel(what)
         ax.set_title(f"{what} against sparsity")
         ax.grid(True, alpha=0.3)

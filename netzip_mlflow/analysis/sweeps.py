@@ -64,4 +64,5 @@ def plot_sweep(series: list[SweepSeries], path: str | Path) -> Path:
         [s.impacted_images for s in series],
         path,
         technique_names=[s.technique for s in series],
+        x_label="Parameter reduction vs baseline\n(non-zero weights zeroed or removed)",
     )
