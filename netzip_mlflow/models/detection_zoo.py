@@ -1,5 +1,11 @@
 """Built-in object detectors (random init, nothing downloaded) and their training loop.
 
+``tiny_fasterrcnn`` (the default) is torchvision's ``FasterRCNN`` around a 5-layer conv backbone
+(:class:`TinyBackbone`: one stride-8 feature map of 32 channels), one anchor level of square anchors
+sized for the shapes set, 7x7 RoIAlign, a 128-wide ``TwoMLPHead`` and few proposals: about 0.29 M
+parameters and 20 M MACs per 96 px image, so a few hundred training steps fit in a couple of minutes on
+2 CPU cores.
+
 ``fasterrcnn_mobilenet_v3_large_320_fpn`` is torchvision's Faster R-CNN with a MobileNetV3-Large FPN
 backbone, built with ``weights=None, weights_backbone=None`` and sized for small images and 2 CPU
 cores: the transform keeps the images at their own size (``min_size = max_size = image side``), fewer
