@@ -59,7 +59,8 @@ def test_tiny_detector_learns_a_tiny_set():
     torch.manual_seed(0)
     model = build_detector("tiny_fasterrcnn", 4, 64, seed=0)
     history = train_detector(model, batches, 8, 3e-3, optimizer="adam", warmup_steps=5, progress=False)
-    assert history[-1]["loss"] < 0.6 * history[0]["loss"]
+    # seeded: 2.12 -> 1.23 here; an untrained detector stays near its first-epoch loss
+    assert history[-1]["loss"] < 0.7 * history[0]["loss"]
 
 
 def test_seeded_and_eval_contract():
