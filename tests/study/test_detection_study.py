@@ -48,12 +48,13 @@ def test_fp16_is_allowed_on_gpu_and_task_data_mismatch_rejected():
 
 @pytest.mark.slow
 def test_tiny_detection_study_end_to_end(tmp_path):
+    """The quickstart's tiny detector on 40 images of 64 px for 3 epochs (about a minute on 2 idle cores)."""
     from netzip_mlflow.study.runner import run_study
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     overrides = {
-        "data.limit": 20, "data.image_size": 64, "data.batch_size": 4,
-        "model.train.epochs": 1, "evaluation.eval_batch_size": 4, "evaluation.idle_s": 0.0,
+        "data.limit": 40, "data.image_size": 64, "data.batch_size": 4,
+        "model.train.epochs": 3, "evaluation.eval_batch_size": 8, "evaluation.idle_s": 0.0,
         "evaluation.latency.warmup_s": 0.1, "evaluation.latency.budget_s": 0.5,
         "evaluation.latency.min_samples": 5, "recipes.2.params.tolerance": 0.2,
     }
@@ -63,9 +64,21 @@ def test_tiny_detection_study_end_to_end(tmp_path):
     assert len(board) == 3 and keys.MAP50 in board.columns
     client = mlflow.tracking.MlflowClient()
     base = client.get_run(result.baseline_run_id)
-    assert keys.MAP50 in base.data.metrics and keys.MACS in base.data.metrics
+    assert base.data.params["train.epochs"] == "3"
+    losses = [m.value for m in sorted(client.get_metric_history(base.info.run_id, "train/loss"), key=lambda m: m.step)]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    base_map = base.data.metrics[keys.MAP50]
+    assert 0.0 <= base_map <= 1.0 and base.data.metrics[keys.MACS] > 0
     assert any(a.path == "detection" for a in client.list_artifacts(result.baseline_run_id))
     for outcome in result.outcomes:
         run = client.get_run(outcome.run_id)
         assert run.data.tags[keys.ratio_metric_tag("performance")] == keys.MAP50
         assert keys.RATIO_SPEEDUP in run.data.metrics
+        if base_map > 0 and run.data.metrics[keys.MAP50] > 0:
+            ratio = run.data.metrics[keys.RATIO_PERFORMANCE]
+            assert ratio == pytest.approx(run.data.metrics[keys.MAP50] / base_map, rel=1e-6)
+        else:  # a zero mAP on either side leaves the performance ratio out, and says so
+            assert keys.RATIO_PERFORMANCE not in run.data.metrics
+            assert "performance" in run.data.tags[keys.TAG_MISSING_RATIOS]
+    pruned = client.get_run(next(o.run_id for o in result.outcomes if o.recipe == "backbone_l1_30"))
+    assert float(pruned.data.params["result.mac_reduction"]) >= 0.3
