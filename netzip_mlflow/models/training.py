@@ -88,7 +88,7 @@ def train(
     progress: bool = True,
     device: str | torch.device = "cpu",
     teacher: nn.Module | None = None,
-    system_metrics: bool = True,
+    system_metrics: bool = False,
 ) -> list[dict[str, float]]:
     """Train ``model`` in place for ``epochs`` passes over ``data``.
 
@@ -112,7 +112,7 @@ def train(
             the third argument of ``loss_fn`` (knowledge distillation).
         system_metrics: when an MLflow run is active, sample MLflow system metrics (CPU, memory,
             disk, network, GPU: ``system/*``) into it while training (see
-            :func:`log_system_metrics`).
+            :func:`log_system_metrics`). Off by default: a study switches it on around training.
 
     Returns:
         One dict per epoch: ``"loss"`` (mean loss per sample) and, when the targets are class
@@ -178,6 +178,7 @@ def log_system_metrics(
     monitor = SystemMetricsMonitor(
         run_id, sampling_interval=interval_s, samples_before_logging=1, resume_logging=True
     )
+    monitor.sampling_interval = interval_s  # MLflow's environment variable must not override it
     monitor.start()
     try:
         yield True

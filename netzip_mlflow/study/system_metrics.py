@@ -36,3 +36,18 @@ def system_metrics(run_id: str, enabled: bool = True, interval_s: float = 5.0) -
     finally:
         if monitor is not None:
             monitor.finish()
+            _closing_sample(monitor, run_id)
+
+
+def _closing_sample(monitor: object, run_id: str) -> None:
+    """Log one last sample when the block ends, so a block shorter than the interval has one too.
+
+    MLflow's monitor publishes only after each full interval; after ``finish`` its thread is
+    joined, so sampling here cannot race with it.
+    """
+    try:
+        monitor.collect_metrics()
+        monitor.publish_metrics(monitor.aggregate_metrics())
+        monitor.mlflow_logger.flush()
+    except Exception as exc:  # noqa: BLE001 - optional telemetry
+        log.warning("closing system-metrics sample not logged for run %s: %s", run_id, exc)
