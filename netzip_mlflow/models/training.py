@@ -10,6 +10,7 @@ the full ``lr``) or a constant one.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -22,6 +23,8 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
 from netzip_mlflow.errors import ConfigError, DataError, ModelError
+
+log = logging.getLogger(__name__)
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -184,6 +187,21 @@ def log_system_metrics(
         yield True
     finally:
         monitor.finish()
+        _closing_sample(monitor)
+
+
+def _closing_sample(monitor: Any) -> None:
+    """Log one last sample when the block ends, so a block shorter than the interval has one too.
+
+    MLflow's monitor publishes only after each full interval; after ``finish`` its thread is joined,
+    so sampling here cannot race with it.
+    """
+    try:
+        monitor.collect_metrics()
+        monitor.publish_metrics(monitor.aggregate_metrics())
+        monitor.mlflow_logger.flush()
+    except Exception as exc:  # noqa: BLE001 - optional telemetry must never fail training
+        log.warning("closing system-metrics sample not logged: %s", exc)
 
 
 def _check_settings(epochs: int, lr: float, schedule: str) -> None:
