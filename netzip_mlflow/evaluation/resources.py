@@ -5,15 +5,22 @@ this process's resident set size (RSS) at ``1 / interval_s`` Hz (default 100 Hz)
 CPU utilisation comes from the process's CPU-time counters at the window's two ends, so it is exact
 whatever the sampling rate::
 
-    baseline = current_rss_bytes()          # before the model is loaded
+    baseline = current_anon_bytes()         # before the model is loaded
     ... load the model ...
-    with ResourceMonitor(interval_s=0.01, baseline_rss_bytes=baseline) as mon:
+    with ResourceMonitor(interval_s=0.01, baseline_anon_bytes=baseline) as mon:
         ... inference loop ...
     res = mon.result()                      # ResourceResult
     mlflow.log_metrics(res.as_metrics())
 
 Units: CPU in percent of the whole machine (all logical CPUs = 100 %), memory in MB (1e6 bytes).
 The peak RSS is a sampled peak: an allocation that lives shorter than one interval may be missed.
+
+The model's own footprint (``resources/ram_mb_model``) is measured on *anonymous* resident memory
+(Linux: RSS minus its file-backed and shared pages, i.e. ``RssAnon``): heap, tensors, JIT-compiled
+kernels. File-backed pages are left out because they are the libraries' code, faulted in on the first
+call of each kernel; how much of ``libtorch`` a convolution touches depends on the CPU's instruction
+set (measured: +14 MB of code pages on the first ResNet18 call on AMD EPYC, more elsewhere), not on
+the model. Where the OS does not report shared pages the footprint falls back to RSS.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 import psutil
 
@@ -36,10 +43,23 @@ BYTES_PER_MB = 1e6
 
 @dataclass(frozen=True)
 class ProcessSample:
-    """One reading of a process: resident memory (bytes), CPU time of all its threads (s)."""
+    """One reading of a process.
+
+    Attributes:
+        rss_bytes: resident set size, bytes.
+        cpu_time_s: CPU time of all its threads (user + system), seconds.
+        anon_bytes: anonymous resident memory (RSS without file-backed and shared pages), bytes;
+            None where the OS does not say (then :attr:`footprint_bytes` is the RSS).
+    """
 
     rss_bytes: int
     cpu_time_s: float
+    anon_bytes: int | None = None
+
+    @property
+    def footprint_bytes(self) -> int:
+        """Memory that data (weights, activations) occupies: anonymous memory, else RSS; bytes."""
+        return self.anon_bytes if self.anon_bytes is not None else self.rss_bytes
 
 
 class ProcessSampler:
@@ -51,13 +71,22 @@ class ProcessSampler:
     def __call__(self) -> ProcessSample:
         with self._process.oneshot():
             times = self._process.cpu_times()
-            rss = self._process.memory_info().rss
-        return ProcessSample(rss_bytes=rss, cpu_time_s=times.user + times.system)
+            memory = self._process.memory_info()
+        return ProcessSample(
+            rss_bytes=memory.rss, cpu_time_s=times.user + times.system, anon_bytes=_anon_bytes(memory)
+        )
 
 
-def current_rss_bytes() -> int:
-    """This process's resident set size now, in bytes (pass it as ``baseline_rss_bytes``)."""
-    return psutil.Process().memory_info().rss
+def _anon_bytes(memory: Any) -> int | None:
+    """RSS minus shared pages from psutil's ``memory_info()`` (Linux ``statm``: RssFile + RssShmem)."""
+    shared = getattr(memory, "shared", None)
+    return None if shared is None else max(int(memory.rss) - int(shared), 0)
+
+
+def current_anon_bytes() -> int:
+    """This process's model-footprint memory now, in bytes (pass it as ``baseline_anon_bytes``):
+    anonymous resident memory on Linux, RSS where the OS does not report shared pages."""
+    return ProcessSampler()().footprint_bytes
 
 
 def machine_cpu_percent(interval_s: float = 0.2) -> float:
@@ -128,7 +157,8 @@ class ResourceResult:
         cpu_util_core_pct: process CPU time / wall time x 100, in % of one core (up to 100 x CPUs).
         cpu_background_pct: whole-machine CPU use just before the window, in %; None if not probed.
         ram_mb_peak: peak sampled RSS of the process, MB (1e6 B).
-        ram_mb_model: ``ram_mb_peak`` minus the caller's baseline RSS, MB; None without one.
+        ram_mb_model: peak sampled anonymous memory (:attr:`ProcessSample.footprint_bytes`) minus
+            the caller's baseline of it, MB; None without a baseline.
         samples: RSS samples taken (the window's two ends included).
         interval_s: the sampling interval asked for, seconds.
         seconds: the window's wall-clock length, seconds.
@@ -170,8 +200,8 @@ class ResourceMonitor:
 
     Args:
         interval_s: sampling interval in seconds; at most 0.02 (at least 50 Hz). Default 0.01.
-        baseline_rss_bytes: RSS before the model was loaded (:func:`current_rss_bytes`), for
-            ``ram_mb_model``; None leaves that metric out.
+        baseline_anon_bytes: anonymous memory before the model was loaded
+            (:func:`current_anon_bytes`), for ``ram_mb_model``; None leaves that metric out.
         gpu_device: CUDA device index to watch, or None for a CPU model.
         sampler: returns a :class:`ProcessSample` (default: this process through psutil).
         clock: monotonic clock in seconds timing the window (the sampling thread paces itself on
@@ -186,7 +216,7 @@ class ResourceMonitor:
         self,
         interval_s: float = 0.01,
         *,
-        baseline_rss_bytes: int | None = None,
+        baseline_anon_bytes: int | None = None,
         gpu_device: int | None = None,
         sampler: Callable[[], ProcessSample] | None = None,
         clock: Callable[[], float] = time.perf_counter,
@@ -201,7 +231,7 @@ class ResourceMonitor:
                 f"sample at {MIN_RATE_HZ:.0f} Hz or faster, e.g. 0.01",
             )
         self.interval_s = interval_s
-        self._baseline = baseline_rss_bytes
+        self._baseline = baseline_anon_bytes
         self._sampler = sampler or ProcessSampler()
         self._clock = clock
         self._background_probe = background_probe
@@ -217,6 +247,7 @@ class ResourceMonitor:
         if self._gpu is not None:
             self._gpu.reset_peak()
         self._peak_rss = 0
+        self._peak_anon = 0
         self._count = 0
         self._gpu_util: list[float] = []
         self._error: BaseException | None = None
@@ -262,6 +293,7 @@ class ResourceMonitor:
     def _record(self) -> ProcessSample:
         sample = self._sampler()
         self._peak_rss = max(self._peak_rss, sample.rss_bytes)
+        self._peak_anon = max(self._peak_anon, sample.footprint_bytes)
         self._count += 1
         if self._gpu is not None:
             util = self._gpu.utilization_pct()
@@ -272,13 +304,15 @@ class ResourceMonitor:
     def _summarise(self, cpu_s: float, seconds: float, gpu_mem_mb: float | None) -> ResourceResult:
         core_pct = max(cpu_s, 0.0) / seconds * 100.0 if seconds > 0 else 0.0
         peak_mb = self._peak_rss / BYTES_PER_MB
-        baseline_mb = self._baseline / BYTES_PER_MB if self._baseline is not None else None
+        model_mb = (
+            (self._peak_anon - self._baseline) / BYTES_PER_MB if self._baseline is not None else None
+        )
         return ResourceResult(
             cpu_util_pct=min(core_pct / self._cpus, 100.0),
             cpu_util_core_pct=core_pct,
             cpu_background_pct=self._background,
             ram_mb_peak=peak_mb,
-            ram_mb_model=peak_mb - baseline_mb if baseline_mb is not None else None,
+            ram_mb_model=model_mb,
             samples=self._count,
             interval_s=self.interval_s,
             seconds=seconds,

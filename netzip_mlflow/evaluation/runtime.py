@@ -3,8 +3,8 @@
 DESIGN.md section 6: each model is measured in a freshly *spawned* process (``isolate=True``) so that
 one model's memory, caches and allocator state do not leak into the next. The model travels to the
 worker through a temporary ``torch.save`` file written by this process from the caller's in-memory
-model (never a file a user handed us), and is loaded there only after the worker's RSS has been
-read, so ``resources/ram_mb_model`` is the model's own footprint.
+model (never a file a user handed us), and is loaded there only after the worker's anonymous memory
+has been read, so ``resources/ram_mb_model`` is the model's own footprint.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class RuntimeResult:
 
 
 def measure_runtime(
-    model: nn.Module, sample: torch.Tensor, settings: RuntimeSettings, rss_before_bytes: int | None = None
+    model: nn.Module, sample: torch.Tensor, settings: RuntimeSettings, anon_before_bytes: int | None = None
 ) -> RuntimeResult:
     """Time ``model(sample)`` by the latency protocol with CPU, RAM and energy measured around it.
 
@@ -67,20 +67,21 @@ def measure_runtime(
         model: the model, in eval mode on ``settings.device``.
         sample: one real input batch, already on the device and in the model's dtype.
         settings: protocol settings.
-        rss_before_bytes: RSS of this process before the model was loaded (the isolated worker
+        anon_before_bytes: anonymous memory of this process before the model was loaded
+            (:func:`~netzip_mlflow.evaluation.resources.current_anon_bytes`; the isolated worker
             passes it). Without it ``resources/ram_mb_model`` is left out: in a process that
             already holds the model (and maybe earlier ones) no reading can isolate its footprint.
     """
     threads_before = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
     try:
-        return _measure(model, sample, settings, rss_before_bytes)
+        return _measure(model, sample, settings, anon_before_bytes)
     finally:
         torch.set_num_threads(threads_before)
 
 
 def _measure(
-    model: nn.Module, sample: torch.Tensor, settings: RuntimeSettings, rss_before_bytes: int | None
+    model: nn.Module, sample: torch.Tensor, settings: RuntimeSettings, anon_before_bytes: int | None
 ) -> RuntimeResult:
     cuda = settings.device.startswith("cuda")
     gpu = (torch.device(settings.device).index or 0) if cuda else None
@@ -91,7 +92,7 @@ def _measure(
 
     idle = measure_idle_power(meter, settings.idle_s) if meter is not None and settings.idle_s > 0 else None
     with torch.inference_mode():
-        with ResourceMonitor(baseline_rss_bytes=rss_before_bytes, gpu_device=gpu) as monitor:
+        with ResourceMonitor(baseline_anon_bytes=anon_before_bytes, gpu_device=gpu) as monitor:
             window = EnergyWindow(meter) if meter is not None else contextlib.nullcontext()
             with window:
                 latency = measure_latency(
@@ -138,9 +139,10 @@ def measure_runtime_isolated(model: nn.Module, sample: torch.Tensor, settings: R
     A plain subprocess rather than ``multiprocessing``: it needs no ``if __name__ == "__main__"``
     guard in the caller's script and starts with nothing but the worker's imports. Its thread pools
     are fixed through the environment (:func:`worker_environment`); it imports the model's code
-    (:func:`code_modules`) and then reads its RSS before loading the model, so
+    (:func:`code_modules`) and then reads its anonymous memory before loading the model, so
     ``resources/ram_mb_model`` is the model's own footprint (weights, activations, the sample,
-    kernel workspaces) and nothing of its code or of an earlier model measured by the caller.
+    kernel workspaces) and nothing of its code, of the libraries' code pages its first call faults
+    in, or of an earlier model measured by the caller.
     """
     with tempfile.TemporaryDirectory(prefix="netzip-worker-") as tmp:
         payload, out = Path(tmp) / "payload.pt", Path(tmp) / "result.json"

@@ -2,7 +2,7 @@
 ``python -m netzip_mlflow.evaluation.worker IN OUT [MODULE ...]``.
 
 Imports the modules that define the model's classes (``MODULE ...``, named by the parent process),
-reads its RSS with its libraries imported, then loads the payload (model, sample, settings) that its parent process wrote to a
+reads its anonymous memory with its libraries imported, then loads the payload (model, sample, settings) that its parent process wrote to a
 private temporary file a moment ago, measures, and writes metrics and tags as JSON to ``OUT``.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from netzip_mlflow.evaluation.resources import current_rss_bytes
+from netzip_mlflow.evaluation.resources import current_anon_bytes
 from netzip_mlflow.evaluation.runtime import measure_runtime
 
 
@@ -27,13 +27,13 @@ def main(argv: list[str]) -> int:
             importlib.import_module(name)
         except ImportError:
             pass  # unpickling will import it (its memory then counts) or fail with a clear error
-    rss_before = current_rss_bytes()  # libraries and model code loaded, model not yet
+    anon_before = current_anon_bytes()  # libraries and model code loaded, model not yet
     # Written by our own parent process from its in-memory model, in a private temp dir: trusted.
     payload = torch.load(payload_path, weights_only=False)
     settings = payload["settings"]
     model = payload["model"].to(settings.device).eval()
     sample = payload["sample"].to(settings.device)
-    result = measure_runtime(model, sample, settings, rss_before_bytes=rss_before)
+    result = measure_runtime(model, sample, settings, anon_before_bytes=anon_before)
     out_path.write_text(json.dumps({"metrics": result.metrics, "tags": result.tags}))
     return 0
 

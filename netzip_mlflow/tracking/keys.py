@@ -104,7 +104,7 @@ METRICS: dict[str, MetricSpec] = {
         _m(CPU_UTIL, "% of machine", False, "evaluating process CPU use during inference"),
         _m(CPU_BACKGROUND, "% of machine", False, "whole-machine CPU use just before inference"),
         _m(RAM_PEAK, "MB (1e6 B)", False, "peak RSS of the evaluating process during inference"),
-        _m(RAM_MODEL, "MB (1e6 B)", False, "peak RSS minus RSS before the model was loaded"),
+        _m(RAM_MODEL, "MB (1e6 B)", False, "peak anonymous memory minus that before the model was loaded"),
         _m(GPU_UTIL, "%", False, "GPU utilisation during inference (NVML)"),
         _m(GPU_MEM_PEAK, "MB (1e6 B)", False, "peak GPU memory allocated by the process"),
         _m(ENERGY_PER_SAMPLE, "J", False, "energy per sample, idle power subtracted"),

@@ -123,7 +123,8 @@ def test_code_modules_name_the_model_classes_modules() -> None:
 
 
 def test_torchvision_model_footprint_is_its_weights_not_torchvision() -> None:
-    """Importing torchvision costs the worker ~170 MB: it happens before the baseline RSS."""
+    """Importing torchvision costs the worker ~170 MB: it happens before the baseline is read; the
+    first forward faults in ~14 MB or more of libtorch's code pages, which are not the model's."""
     import torchvision
 
     model = torchvision.models.resnet18(num_classes=10).eval()
@@ -132,4 +133,4 @@ def test_torchvision_model_footprint_is_its_weights_not_torchvision() -> None:
         model, torch.randn(1, 3, 32, 32), RuntimeSettings(QUICK, threads=1, idle_s=0.0)
     )
     assert weight_mb == pytest.approx(44.8, abs=0.2)
-    assert weight_mb - 5.0 < result.metrics[keys.RAM_MODEL] < weight_mb + 40.0
+    assert weight_mb - 2.0 < result.metrics[keys.RAM_MODEL] < weight_mb + 15.0
