@@ -133,4 +133,7 @@ def test_torchvision_model_footprint_is_its_weights_not_torchvision() -> None:
         model, torch.randn(1, 3, 32, 32), RuntimeSettings(QUICK, threads=1, idle_s=0.0)
     )
     assert weight_mb == pytest.approx(44.8, abs=0.2)
-    assert weight_mb - 2.0 < result.metrics[keys.RAM_MODEL] < weight_mb + 15.0
+    # Reads weights + 2.5 MB on the dev machine. The margin is for activations and for freed
+    # kernel workspaces glibc keeps in its heap, whose sizes follow the CPU's oneDNN code path;
+    # counting torchvision's import would add ~170 MB.
+    assert weight_mb - 2.0 < result.metrics[keys.RAM_MODEL] < weight_mb + 40.0
