@@ -76,12 +76,19 @@ def check_logits(logits: object, labels: torch.Tensor, batch_index: int = 0) -> 
 def predict(
     model: nn.Module, data: Iterable[Batch], device: torch.device | str = "cpu", progress: bool = False
 ) -> Predictions:
-    """Run ``model`` over ``data`` and keep labels and the top-k classes of each sample."""
+    """Run ``model`` over ``data`` and keep labels and the top-k classes of each sample.
+
+    Raises:
+        ModelError: the model fails on a batch, does not return (batch, classes) logits, or returns
+            NaN/Inf for any sample (counted over the whole data, the first such batch named).
+        DataError: labels out of range for the model's outputs, or no batches.
+    """
     was_training = model.training
     model.eval()
     labels: list[np.ndarray] = []
     topk: list[np.ndarray] = []
     num_classes = 0
+    nonfinite, first_bad = 0, -1
     try:
         for i, (inputs, targets) in enumerate(tqdm(
                 iter_checked(data),
@@ -98,6 +105,10 @@ def predict(
                     "Check that the model's expected input shape matches the data"
                 ) from exc
             logits = check_logits(out, targets, i).float()
+            bad = int((~torch.isfinite(logits).all(dim=1)).sum())
+            if bad and not nonfinite:
+                first_bad = i
+            nonfinite += bad
             num_classes = logits.shape[1]
             k = min(TOP_K, num_classes)
             topk.append(logits.topk(k, dim=1).indices.cpu().numpy())
@@ -106,6 +117,13 @@ def predict(
         model.train(was_training)
     if not labels:
         raise DataError("the evaluation data yielded no batches; pass a non-empty dataset")
+    if nonfinite:
+        total = sum(len(batch) for batch in labels)
+        raise ModelError(
+            f"the model returns non-finite outputs (NaN/Inf) for {nonfinite} of {total} evaluation "
+            f"samples, first in batch {first_bad}; its accuracy would be meaningless: the model is "
+            "numerically broken (lower the learning rate, or try other parameters; fp16 may overflow)"
+        )
     return Predictions(np.concatenate(labels).astype(np.int64), np.concatenate(topk), num_classes)
 
 

@@ -71,3 +71,25 @@ def test_predict_rejects_wrong_input_shape_and_output():
         predict(model, [(torch.randn(2, 1, 3, 3), torch.tensor([0, 1]))])
     with pytest.raises(ModelError, match="logits of shape"):
         predict(nn.Identity(), [(torch.randn(2, 1, 2, 2), torch.tensor([0, 1]))])
+
+
+class NanForLargeInputs(nn.Module):
+    """Logits that are NaN for every input whose mean is above 5, finite otherwise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.linear(x.flatten(1))
+        return torch.where(x.flatten(1).mean(1, keepdim=True) > 5, torch.nan, out)
+
+
+def test_predict_rejects_nan_outputs_anywhere_in_the_data():
+    """The pre-flight check sees one batch; NaNs that appear only later are caught and counted."""
+    y = torch.tensor([0, 1, 2, 0])
+    clean, poisoned = torch.zeros(4, 1, 2, 2), torch.zeros(4, 1, 2, 2)
+    poisoned[1:3] = 10.0  # two of the four samples of the third batch
+    with pytest.raises(ModelError, match=r"NaN/Inf\) for 2 of 12 evaluation samples, first in batch 2"):
+        predict(NanForLargeInputs(), [(clean, y), (clean, y), (poisoned, y)])
+    assert predict(NanForLargeInputs(), [(clean, y)]).topk.shape == (4, 3)
