@@ -10,6 +10,7 @@ The public API (DESIGN.md section 3)::
     impact = nz.class_impact(labels, baseline_pred, compressed_pred)
     board = nz.leaderboard("netzip-quickstart")
     study = nz.run_study("recipes/quickstart.yaml")
+    model = nz.load_run_model(run_id)            # tensors + rebuild recipe, never a pickle by default
 
 Names are imported lazily so that MLflow's plugin discovery (which imports this package to read the
 run-context provider) does not pay for torch.
@@ -44,6 +45,8 @@ _API = {
     "load_builtin": "netzip_mlflow.data.builtin",
     "load_image_folder": "netzip_mlflow.data.folder",
     "build_model": "netzip_mlflow.models.zoo",
+    "load_run_model": "netzip_mlflow.tracking.stored_model",
+    "load_pyfunc": "netzip_mlflow.tracking.stored_model",
 }
 _ERRORS = ("NetzipError", "ConfigError", "DataError", "ModelError", "CompressionError", "MeasurementError", "TrackingError")
 

@@ -12,7 +12,6 @@ from torch import nn
 
 from netzip_mlflow.data.builtin import BUILTIN, SplitDataset, load_builtin
 from netzip_mlflow.data.folder import load_image_folder
-from netzip_mlflow.errors import ModelError
 from netzip_mlflow.tracking import keys
 
 
@@ -22,7 +21,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="an MLflow model URI (runs:/ID/model, models:/NAME/1) or a torch.save file")
     p.add_argument("--data", required=True, help=f"a built-in dataset ({', '.join(BUILTIN)}) or an ImageFolder path")
     p.add_argument("--arch", help="architecture of a state_dict file (resnet18, tiny_cnn)")
-    p.add_argument("--trust-model-file", action="store_true", help="allow unpickling a whole module (can run code)")
+    p.add_argument(
+        "--trust-model-file", action="store_true",
+        help="allow unpickling a whole module from the file or the tracking store (can run code)",
+    )
     p.add_argument("--experiment", default="netzip-evaluate")
     p.add_argument("--run-name")
     p.add_argument("--baseline-run", help="run id of the baseline: adds ratios, OCS and class impact")
@@ -43,10 +45,10 @@ def _data(args: argparse.Namespace) -> SplitDataset:
 
 def _model(args: argparse.Namespace, split: SplitDataset) -> nn.Module:
     if ":/" in args.model:
-        try:
-            return mlflow.pytorch.load_model(args.model, map_location="cpu")
-        except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds for a bad URI
-            raise ModelError(f"cannot load MLflow model {args.model!r}: {exc}") from exc
+        from netzip_mlflow.tracking.stored_model import load_model_uri
+
+        # Tensors only, hash-checked, rebuilt from the run's recipe; the pickle only with trust.
+        return load_model_uri(args.model, trust=args.trust_model_file)
     from netzip_mlflow.models.loading import load_model_file
     from netzip_mlflow.models.zoo import build_model
 

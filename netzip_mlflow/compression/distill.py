@@ -129,7 +129,8 @@ def _distill(
         "params_student": _count(student),
         "distill_epochs": len(history),
     }
-    info.update({f"distill_{key}": value for key, value in history[-1].items()})
+    if history:  # empty only when rebuilding the student's structure (epochs set to 0)
+        info.update({f"distill_{key}": value for key, value in history[-1].items()})
     return CompressionResult(student.eval(), info)
 
 

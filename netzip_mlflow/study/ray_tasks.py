@@ -3,8 +3,9 @@ evaluation on a machine class. Imported only when the Ray executor runs.
 
 A task gets the study spec, the tracking URI, the study's parent run and the baseline run; it
 rebuilds the data from the spec (built-in datasets ship in packages; a ``data.path`` must exist on
-every worker, e.g. a shared mount), loads the baseline model from the baseline run's logged MLflow
-model, and logs its own run nested under the parent run. Every run it makes is tagged with the Ray
+every worker, e.g. a shared mount), rebuilds the baseline model from the baseline run's tensors-only copy
+(:func:`~netzip_mlflow.tracking.stored_model.load_run_model`; never its pickle unless
+``model.trust_model_file``), and logs its own run nested under the parent run. Every run it makes is tagged with the Ray
 node it ran on (``netzip.ray.node_id``, ``netzip.ray.node_ip``, ``netzip.ray.hostname``).
 """
 
@@ -73,14 +74,10 @@ def _enter(job: RemoteJob) -> None:
 
 
 def _baseline_model(job: RemoteJob) -> nn.Module:
-    import warnings
+    from netzip_mlflow.tracking.stored_model import load_run_model
 
-    import mlflow
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # Logged by this study's own baseline run on the team's server: a trusted store.
-        return mlflow.pytorch.load_model(f"runs:/{job.baseline_run_id}/model", map_location="cpu").eval()
+    # Tensors only, hash-checked; the pickle only if the study trusts it (model.trust_model_file).
+    return load_run_model(job.baseline_run_id, trust=job.spec.model.trust_model_file)
 
 
 def _tag_run(run_id: str, tags: dict[str, str]) -> None:

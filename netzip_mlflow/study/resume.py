@@ -9,7 +9,8 @@ Runs are matched by study name and a hash of the resolved configuration, stored 
 
 Running a study again without ``--fresh`` reopens the latest study run with the same baseline hash,
 marks its runs still ``RUNNING`` (left by a killed process) as ``KILLED``, reuses its FINISHED
-baseline (model loaded back from the run) and FINISHED recipe runs with a matching hash, and runs
+baseline (model rebuilt from the run's tensors-only copy, see
+:mod:`netzip_mlflow.tracking.stored_model`; its pickle only with ``--trust-model-file``) and FINISHED recipe runs with a matching hash, and runs
 only what is missing. Do not run the same study twice at the same time: the second would take the
 first one's live runs for orphans.
 """
@@ -19,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,10 +27,8 @@ from typing import Any
 import mlflow
 from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
-from torch import nn
 
 from netzip_mlflow.config.schema import RecipeSpec, StudySpec
-from netzip_mlflow.errors import TrackingError
 from netzip_mlflow.study.store import retry_locked
 from netzip_mlflow.tracking import keys
 
@@ -145,17 +143,3 @@ def mark_killed(run_id: str, client: MlflowClient | None = None) -> None:
     retry_locked(client.set_tag, run_id, keys.TAG_ERROR, KILLED_MESSAGE)
     retry_locked(client.set_terminated, run_id, "KILLED")
     log.warning("run %s was left RUNNING by an interrupted study; marked KILLED", run_id)
-
-
-def load_logged_model(run_id: str) -> nn.Module:
-    """The model logged under ``model/`` by run ``run_id`` (our own logged pickle, see model_logging)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return mlflow.pytorch.load_model(f"runs:/{run_id}/model", map_location="cpu").eval()
-    except Exception as exc:  # noqa: BLE001 - missing artifact, unreadable pickle, version mismatch
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise TrackingError(
-            f"cannot load the baseline model logged by run {run_id} ({first}); "
-            "run the study again with --fresh to retrain it"
-        ) from exc

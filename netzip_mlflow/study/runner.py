@@ -31,9 +31,10 @@ import torch
 import yaml
 from torch import nn
 
-from netzip_mlflow.compression.registry import compress
+from netzip_mlflow.compression.registry import compress, validate_params
 from netzip_mlflow.config.loader import load_study
 from netzip_mlflow.config.schema import RecipeSpec, StudySpec
+from netzip_mlflow.errors import ModelError, TrackingError
 from netzip_mlflow.evaluation.evaluator import EvaluationReport, evaluate
 from netzip_mlflow.models.loading import load_model_file
 from netzip_mlflow.models.training import train
@@ -47,14 +48,15 @@ from netzip_mlflow.study.resume import (
     PreviousRuns,
     baseline_hash,
     find_previous,
-    load_logged_model,
     recipe_hash,
 )
 from netzip_mlflow.study.store import retry_locked
 from netzip_mlflow.study.system_metrics import system_metrics
 from netzip_mlflow.tracking import keys
 from netzip_mlflow.tracking.experiments import ensure_experiment
+from netzip_mlflow.models import rebuild
 from netzip_mlflow.tracking.model_logging import log_torch_model
+from netzip_mlflow.tracking.stored_model import load_run_model, log_model_weights
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +183,19 @@ def _arch(spec: StudySpec) -> str:
     return spec.detection_arch if spec.task == "detection" else spec.model.arch
 
 
+def baseline_manifest(spec: StudySpec, data: StudyData) -> rebuild.Manifest:
+    """How a reader rebuilds the baseline without unpickling: the study's own architecture."""
+    split = data.split
+    classes = split.num_classes if spec.task == "detection" else len(split.classes)
+    return rebuild.architecture_manifest(spec.task, _arch(spec), classes, split.input_shape, spec.seed)
+
+
+def _log_model(model: nn.Module, data: StudyData, manifest: rebuild.Manifest, baseline: nn.Module | None = None) -> None:
+    """MLflow's pickled model plus the tensors-only copy and its rebuild manifest (with SHA-256 tags)."""
+    retry_locked(log_torch_model, model, example_inputs(data))
+    retry_locked(log_model_weights, model, manifest, baseline)
+
+
 def _initial_detector(spec: StudySpec, data: StudyData) -> nn.Module:
     """A torchvision detector for the study's classes, or the user's file loaded into it."""
     from netzip_mlflow.models.detection_zoo import build_detector
@@ -209,19 +224,22 @@ def _run_baseline(
             retry_locked(mlflow.log_params, {"model.arch": _arch(spec), "data.source": data.split.name, "seed": spec.seed})
             model = _baseline_model(spec, data, progress, run.info.run_id, model)
             report = evaluate(model.eval(), data.test, spec.task, config, log_to_mlflow=True)
-            retry_locked(log_torch_model, model, example_inputs(data))
+            _log_model(model, data, baseline_manifest(spec, data))
         except BaseException as exc:
             _record_failure(exc)
             raise
     return model, report
 
 
-def _reuse_baseline(previous: PreviousRuns) -> tuple[nn.Module, str] | None:
+def _reuse_baseline(spec: StudySpec, previous: PreviousRuns) -> tuple[nn.Module, str] | None:
     """The model and run id of the earlier baseline, or ``None`` if there is none to reuse."""
     if previous.baseline is None:
         return None
     run_id = previous.baseline.info.run_id
-    return load_logged_model(run_id), run_id
+    try:
+        return load_run_model(run_id, trust=spec.model.trust_model_file), run_id
+    except ModelError as exc:
+        raise TrackingError(f"cannot reuse the baseline of the interrupted study: {exc}; or run with --fresh") from exc
 
 
 def _run_recipe(
@@ -266,7 +284,11 @@ def _run_recipe(
                 inputs, labels = _first_batch(data.test)
                 check_model_outputs(result.model, inputs, labels, len(data.split.classes), f"recipe {recipe.name!r}")
             report = evaluate(result.model, data.test, spec.task, config, baseline=base_report, log_to_mlflow=True)
-            retry_locked(log_torch_model, result.model, example_inputs(data))
+            manifest = rebuild.recipe_manifest(
+                baseline_manifest(spec, data), recipe.technique, validate_params(recipe.technique, recipe.params),
+                spec.seed, base_run_id,
+            )
+            _log_model(result.model, data, manifest, baseline)
         except Exception as exc:  # noqa: BLE001 - any failure of one recipe (MemoryError and torch's
             # OutOfMemoryError included: both are Exceptions) must not stop the study
             gc.collect()
@@ -362,7 +384,7 @@ def _run_in_parent(
     else:
         retry_locked(mlflow.log_text, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), "study.yaml")
         retry_locked(mlflow.log_params, {"seed": spec.seed, "recipes": len(spec.recipes), "data.train_samples": len(data.split.train), "data.test_samples": len(data.split.test)})
-    reused = _reuse_baseline(previous)
+    reused = _reuse_baseline(spec, previous)
     if reused is not None:
         baseline, base_ref = reused
         base_run_id = base_ref

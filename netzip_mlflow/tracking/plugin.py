@@ -3,7 +3,7 @@
 ::
 
     mlflow.models.evaluate(
-        model="models:/<model id>",            # or "runs:/<run id>/model", or a PyFuncModel
+        model=netzip_mlflow.load_pyfunc("models:/<model id>"),  # or a URI string / any PyFuncModel
         data=x_flat,                           # 2-D: one flattened image per row
         targets=y,                             # integer class labels
         model_type="netzip",
@@ -25,6 +25,12 @@ model id recorded in the model's metadata.
 MLflow does not validate ``model_type`` against a fixed list (only its built-in evaluators check it in
 their ``can_evaluate``), so ``model_type="netzip"`` needs no registration; :meth:`can_evaluate` is
 True for that type only, so this evaluator never takes over another evaluation.
+
+Trust: given a URI string, ``mlflow.models.evaluate`` loads the model itself, through the loader
+its stored ``MLmodel`` names (a pickle for ``mlflow.pytorch``), before any evaluator runs, so no
+evaluator can make that safe. For a store you do not fully trust pass
+``model=netzip_mlflow.load_pyfunc(uri)``: the model rebuilt from the run's hash-checked tensors
+(:mod:`netzip_mlflow.tracking.stored_model`), never unpickled unless ``trust=True``.
 
 This module is imported by MLflow's plugin discovery whenever ``mlflow.models`` is imported; torch
 and the measurement code are imported only when an evaluation runs.
