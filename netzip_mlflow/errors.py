@@ -42,3 +42,12 @@ class MeasurementError(NetzipError, RuntimeError):
 
 class TrackingError(NetzipError, RuntimeError):
     """MLflow tracking failed or a run the caller named does not exist."""
+
+
+class WatchdogTimeout(MeasurementError):
+    """A watched phase ran past its time limit; the message is ``timeout after N s in <phase>``."""
+
+    def __init__(self, seconds: float, phase: str) -> None:
+        self.seconds = seconds
+        self.phase = phase
+        super().__init__(f"timeout after {seconds:g} s in {phase}")

@@ -97,6 +97,11 @@ class EvaluationSpec(_Strict):
     ratios: RatioSpec = RatioSpec()
     system_metrics: bool = Field(True, description="log MLflow system metrics (system/*) while training")
     system_metrics_interval_s: float = Field(5.0, gt=0, description="system metrics sampling interval, s")
+    timeout_s: float | None = Field(
+        None, ge=0,
+        description="seconds the isolated measurement worker may run before its process group is "
+        "killed (default: derived from the latency budget, see worker_timeout_s; 0: no limit)",
+    )
 
 
 RAY_RESERVED_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
@@ -144,6 +149,11 @@ class RecipeSpec(_Strict):
     technique: str
     params: dict[str, Any] = Field(default_factory=dict)
     resources: ResourceSpec = ResourceSpec()
+    timeout_s: float | None = Field(
+        None, ge=0,
+        description="seconds the whole recipe (compress, check, evaluate, log) may run before its run is "
+        "marked FAILED (default: derived from the measurement timeout and the training epochs; 0: no limit)",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -185,7 +185,9 @@ def evaluate(
     metrics.update(ops.as_metrics())
     metrics.update(model_size(model).as_metrics())
 
-    settings = RuntimeSettings(config.latency, config.threads, config.device, config.idle_s, config.power_log)
+    settings = RuntimeSettings(
+        config.latency, config.threads, config.device, config.idle_s, config.power_log, config.worker_timeout_s()
+    )
     measure = measure_runtime_isolated if config.isolate else measure_runtime
     runtime = measure(model, sample, settings)
     metrics.update(runtime.metrics)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,7 +25,7 @@ import torch
 from torch import nn
 
 from netzip_mlflow import model_pickle
-from netzip_mlflow.errors import MeasurementError
+from netzip_mlflow.errors import MeasurementError, WatchdogTimeout
 from netzip_mlflow.evaluation.energy import EnergyWindow, best_meter, measure_idle_power
 from netzip_mlflow.evaluation.latency import CudaEventTimer, LatencySettings, measure_latency
 from netzip_mlflow.evaluation.resources import ResourceMonitor
@@ -41,6 +43,7 @@ class RuntimeSettings:
     device: str = "cpu"
     idle_s: float = 1.0
     power_log: Path | None = None
+    timeout_s: float | None = None  # the isolated worker's limit, s (None: no limit)
 
 
 @dataclass
@@ -143,26 +146,81 @@ def measure_runtime_isolated(model: nn.Module, sample: torch.Tensor, settings: R
     ``resources/ram_mb_model`` is the model's own footprint (weights, activations, the sample,
     kernel workspaces) and nothing of its code, of the libraries' code pages its first call faults
     in, or of an earlier model measured by the caller.
+
+    The worker runs under :func:`run_worker`: its own process group, killed after
+    ``settings.timeout_s`` (:class:`~netzip_mlflow.errors.WatchdogTimeout`, ``timeout after N s in
+    the isolated runtime measurement``) or when this call is interrupted; a worker killed by a signal
+    is reported by the signal's name (``killed by SIGKILL — out of memory?``). The payload's
+    temporary folder is removed in every case.
     """
-    with tempfile.TemporaryDirectory(prefix="netzip-worker-") as tmp:
+    tmp = tempfile.mkdtemp(prefix="netzip-worker-")
+    try:
         payload, out = Path(tmp) / "payload.pt", Path(tmp) / "result.json"
         torch.save({"model": model, "sample": sample.cpu(), "settings": settings}, payload, pickle_module=model_pickle)
-        proc = subprocess.run(
-            [
-                sys.executable, "-m", "netzip_mlflow.evaluation.worker", str(payload), str(out),
-                *code_modules(model),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=worker_environment(settings.threads),
-        )
-        if proc.returncode != 0 or not out.is_file():
-            detail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit code {proc.returncode}"
-            raise MeasurementError(
-                f"the isolated measurement process failed: {detail}; "
-                "rerun with evaluation.isolate: false to see the error in this process"
-            )
+        command = [
+            sys.executable, "-m", "netzip_mlflow.evaluation.worker", str(payload), str(out), str(os.getpid()),
+            *code_modules(model),
+        ]
+        returncode, stderr = run_worker(command, worker_environment(settings.threads), settings.timeout_s)
+        if returncode != 0 or not out.is_file():
+            raise MeasurementError(f"the isolated measurement process {worker_failure(returncode, stderr)}")
         data = json.loads(out.read_text())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     tags = {**data["tags"], keys.TAG_RUNTIME_ISOLATED: "true"}
     return RuntimeResult(metrics=data["metrics"], tags=tags)
+
+
+WORKER_PHASE = "the isolated runtime measurement"
+
+
+def run_worker(command: list[str], env: Mapping[str, str], timeout_s: float | None) -> tuple[int, str]:
+    """Run ``command`` in its own process group; returns ``(returncode, stderr)``.
+
+    The group is killed (SIGKILL) when ``timeout_s`` passes (raising :class:`WatchdogTimeout`) and
+    whenever this function leaves early (an exception, a recipe watchdog, Ctrl-C), so no worker
+    outlives the call; the worker also asks the kernel to kill it if this process dies
+    (``PR_SET_PDEATHSIG``, see :mod:`netzip_mlflow.evaluation.worker`).
+    """
+    proc = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dict(env), start_new_session=True
+    )
+    try:
+        try:
+            _, stderr = proc.communicate(timeout=timeout_s or None)
+        except subprocess.TimeoutExpired:
+            raise WatchdogTimeout(float(timeout_s or 0), WORKER_PHASE) from None
+        return proc.returncode, stderr or ""
+    finally:
+        if proc.poll() is None:
+            kill_group(proc)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group led by ``proc`` (started with ``start_new_session=True``) and reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        proc.kill()
+        proc.communicate(timeout=30)
+
+
+_SIGNAL_HINTS = {
+    "SIGKILL": " — out of memory? (the kernel's OOM killer sends SIGKILL)",
+    "SIGSEGV": " — a crash in native code (a custom op or C extension?)",
+    "SIGBUS": " — a crash in native code (a custom op or C extension?)",
+    "SIGABRT": " — a native library aborted",
+}
+
+
+def worker_failure(returncode: int, stderr: str) -> str:
+    """How a worker failed, for the error message: its signal by name, else its last stderr line."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"was killed by {name}{_SIGNAL_HINTS.get(name, '')}"
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    detail = lines[-1].strip()[:300] if lines else f"exit code {returncode}"
+    return f"failed: {detail}; rerun with evaluation.isolate: false to see the error in this process"

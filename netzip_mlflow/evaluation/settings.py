@@ -28,6 +28,9 @@ class EvaluationConfig:
         ratios: which metric feeds each ratio, OCS weights and zeta.
         class_names: names for the class-level report (index = label).
         progress: show progress bars.
+        timeout_s: seconds the isolated worker may run before its process group is killed and
+            the measurement fails with ``timeout after N s in ...``; ``None``: the default of
+            :func:`default_worker_timeout_s`; ``0``: no limit.
     """
 
     batch_size: int = 1
@@ -41,6 +44,13 @@ class EvaluationConfig:
     ratios: RatioConfig = field(default_factory=RatioConfig)
     class_names: tuple[str, ...] | None = None
     progress: bool = True
+    timeout_s: float | None = None
+
+    def worker_timeout_s(self) -> float | None:
+        """The isolated worker's time limit in seconds (``None``: no limit)."""
+        if self.timeout_s is None:
+            return default_worker_timeout_s(self.latency, self.idle_s)
+        return float(self.timeout_s) or None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "eval_batch_size", "threads"):
@@ -51,3 +61,19 @@ class EvaluationConfig:
             raise ConfigError("evaluation.idle_s", f"must be >= 0 seconds, got {self.idle_s}")
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError("evaluation.device", f"must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+        if self.timeout_s is not None and not self.timeout_s >= 0:
+            raise ConfigError("evaluation.timeout_s", f"must be >= 0 seconds (0: no limit), got {self.timeout_s}")
+
+
+WORKER_STARTUP_S = 300.0
+"""Allowance for the worker to start (import torch and the model's code) on a loaded machine, s."""
+
+
+def default_worker_timeout_s(latency: LatencySettings, idle_s: float) -> float:
+    """Default limit of one isolated measurement, s: ``300 + 10 x (warmup_s + budget_s + idle_s)``.
+
+    The measurement itself takes about ``warmup_s + budget_s + idle_s`` (plus ``min_samples`` calls
+    for a slow model); ten times that plus five minutes to start leaves room for a loaded machine and
+    still ends a hung forward pass (420 s with the defaults).
+    """
+    return WORKER_STARTUP_S + 10.0 * (latency.warmup_s + latency.budget_s + idle_s)

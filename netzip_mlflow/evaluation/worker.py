@@ -1,5 +1,9 @@
 """The isolated runtime-measurement worker:
-``python -m netzip_mlflow.evaluation.worker IN OUT [MODULE ...]``.
+``python -m netzip_mlflow.evaluation.worker IN OUT PARENT_PID [MODULE ...]``.
+
+First it ties its life to its parent's (:func:`die_with_parent`): the kernel kills it if the parent
+process dies (``PR_SET_PDEATHSIG`` on Linux, a polling thread elsewhere), so a killed study leaves no
+worker behind. The parent also kills the worker's process group on a timeout or an error.
 
 Imports the modules that define the model's classes (``MODULE ...``, named by the parent process),
 reads its anonymous memory with its libraries imported, then loads the payload (model, sample, settings) that its parent process wrote to a
@@ -8,9 +12,15 @@ private temporary file a moment ago, measures, and writes metrics and tags as JS
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import importlib
 import json
+import os
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 import torch
@@ -19,10 +29,34 @@ from netzip_mlflow.evaluation.resources import current_anon_bytes
 from netzip_mlflow.evaluation.runtime import measure_runtime
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Have this process killed (SIGKILL) when ``parent_pid`` dies; exit now if it already has."""
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+        except OSError:
+            armed = False
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(1)
+    if not armed:
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="netzip-parent-watch", daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
     """Run one measurement; returns the exit code."""
     payload_path, out_path = Path(argv[0]), Path(argv[1])
-    for name in argv[2:]:
+    die_with_parent(int(argv[2]))
+    for name in argv[3:]:
         try:
             importlib.import_module(name)
         except ImportError:

@@ -61,13 +61,18 @@ def weights_bytes(model: nn.Module) -> bytes:
 
 def read_weights(path: str | Path) -> dict[str, Any]:
     """A state_dict file read with ``weights_only=True`` (never runs code from the file)."""
+    return read_weights_bytes(Path(path).read_bytes(), Path(path).name)
+
+
+def read_weights_bytes(data: bytes, name: str = "state_dict.pt") -> dict[str, Any]:
+    """:func:`read_weights` for bytes already in memory (e.g. just hash-checked)."""
     try:
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - corrupt zip, foreign objects, truncated file...
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"the weights file {Path(path).name} cannot be read as tensors only ({first})") from exc
+        raise ModelError(f"the weights file {name} cannot be read as tensors only ({first})") from exc
     if not isinstance(state, dict):
-        raise ModelError(f"the weights file {Path(path).name} holds a {type(state).__name__}, not a state_dict")
+        raise ModelError(f"the weights file {name} holds a {type(state).__name__}, not a state_dict")
     return state
 
 
@@ -218,7 +223,7 @@ def manifest_for(model: nn.Module, manifest: Manifest, baseline: nn.Module | Non
     """
     if manifest["kind"] == PICKLE_ONLY:
         return manifest
-    state = torch.load(io.BytesIO(weights_bytes(model)), weights_only=True)  # exactly what a reader gets
+    state = read_weights_bytes(weights_bytes(model))  # exactly what a reader gets
     try:
         if manifest["kind"] == ARCHITECTURE:
             rebuilt = load_strict(build_architecture(manifest), state, "its architecture")

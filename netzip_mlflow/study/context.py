@@ -85,6 +85,7 @@ def evaluation_config(spec: StudySpec, class_names: list[str], progress: bool = 
         ratios=RatioConfig(performance, r.speedup, r.compression, r.efficiency, tuple(r.weights), r.zeta),
         class_names=tuple(class_names),
         progress=progress,
+        timeout_s=e.timeout_s,
     )
 
 

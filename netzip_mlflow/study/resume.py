@@ -47,11 +47,12 @@ def _digest(obj: Mapping[str, Any]) -> str:
 def baseline_hash(spec: StudySpec) -> str:
     """Hash of what the baseline's numbers depend on: model, data, seed, task and measurement settings.
 
-    The OCS weights and ratio metrics (``evaluation.ratios``), the system-metrics switch and
-    ``model.trust_model_file`` are left out: they do not change any measured number.
+    The OCS weights and ratio metrics (``evaluation.ratios``), the system-metrics switch, the
+    watchdog (``evaluation.timeout_s``) and ``model.trust_model_file`` are left out: they do not
+    change any measured number.
     """
     evaluation = spec.evaluation.model_dump(
-        mode="json", exclude={"ratios", "system_metrics", "system_metrics_interval_s"}
+        mode="json", exclude={"ratios", "system_metrics", "system_metrics_interval_s", "timeout_s"}
     )
     return _digest(
         {

@@ -34,8 +34,9 @@ from torch import nn
 from netzip_mlflow.compression.registry import compress, validate_params
 from netzip_mlflow.config.loader import load_study
 from netzip_mlflow.config.schema import RecipeSpec, StudySpec
-from netzip_mlflow.errors import ModelError, TrackingError
+from netzip_mlflow.errors import ModelError, TrackingError, WatchdogTimeout
 from netzip_mlflow.evaluation.evaluator import EvaluationReport, evaluate
+from netzip_mlflow.evaluation.settings import EvaluationConfig
 from netzip_mlflow.models.loading import load_model_file
 from netzip_mlflow.models.training import train
 from netzip_mlflow.models.zoo import build_model
@@ -52,6 +53,7 @@ from netzip_mlflow.study.resume import (
 )
 from netzip_mlflow.study.store import retry_locked
 from netzip_mlflow.study.system_metrics import system_metrics
+from netzip_mlflow.study.watchdog import RecipeTimeout, Watchdog, default_recipe_timeout_s
 from netzip_mlflow.tracking import keys
 from netzip_mlflow.tracking.experiments import ensure_experiment
 from netzip_mlflow.models import rebuild
@@ -106,8 +108,11 @@ def safe_name(text: str, limit: int = 100) -> str:
 
 
 def error_message(exc: BaseException) -> str:
-    """``Type: first line of the message`` (at most 500 characters), for the ``netzip.error`` tag."""
+    """``Type: first line of the message`` (at most 500 characters), for the ``netzip.error`` tag;
+    a watchdog's timeout is just ``timeout after N s in <phase>``."""
     text = str(exc).strip()
+    if isinstance(exc, (RecipeTimeout, WatchdogTimeout)):
+        return text[:500]
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:500]
 
 
@@ -270,27 +275,35 @@ def _run_recipe(
         mlflow.start_run, run_name=safe_name(recipe.name), nested=True, parent_run_id=parent_run_id, tags=tags
     ) as run:
         run_id = run.info.run_id
+        dog = Watchdog(recipe_timeout_s(recipe, data, config))
         try:
-            retry_locked(mlflow.log_params, _flat_params("recipe.", recipe.params))
-            torch.manual_seed(spec.seed)
-            e = spec.evaluation
-            with system_metrics(run_id, e.system_metrics and _trains(recipe), e.system_metrics_interval_s):
-                result = compress(
-                    baseline, recipe.technique, recipe.params, data=data.train,
-                    example_inputs=example_inputs(data), on_epoch_end=_epoch_logger("finetune"),
+            with dog:
+                dog.phase = "compression"
+                retry_locked(mlflow.log_params, _flat_params("recipe.", recipe.params))
+                torch.manual_seed(spec.seed)
+                e = spec.evaluation
+                with system_metrics(run_id, e.system_metrics and _trains(recipe), e.system_metrics_interval_s):
+                    result = compress(
+                        baseline, recipe.technique, recipe.params, data=data.train,
+                        example_inputs=example_inputs(data), on_epoch_end=_epoch_logger("finetune"),
+                    )
+                retry_locked(mlflow.log_params, _flat_params("result.", result.info))
+                dog.phase = "the output check"
+                if spec.task != "detection":  # detectors return per-image box lists, checked by their metrics
+                    inputs, labels = _first_batch(data.test)
+                    check_model_outputs(result.model, inputs, labels, len(data.split.classes), f"recipe {recipe.name!r}")
+                dog.phase = "evaluation"
+                report = evaluate(result.model, data.test, spec.task, config, baseline=base_report, log_to_mlflow=True)
+                dog.phase = "model logging"
+                manifest = rebuild.recipe_manifest(
+                    baseline_manifest(spec, data), recipe.technique, validate_params(recipe.technique, recipe.params),
+                    spec.seed, base_run_id,
                 )
-            retry_locked(mlflow.log_params, _flat_params("result.", result.info))
-            if spec.task != "detection":  # detectors return per-image box lists, checked by their metrics
-                inputs, labels = _first_batch(data.test)
-                check_model_outputs(result.model, inputs, labels, len(data.split.classes), f"recipe {recipe.name!r}")
-            report = evaluate(result.model, data.test, spec.task, config, baseline=base_report, log_to_mlflow=True)
-            manifest = rebuild.recipe_manifest(
-                baseline_manifest(spec, data), recipe.technique, validate_params(recipe.technique, recipe.params),
-                spec.seed, base_run_id,
-            )
-            _log_model(result.model, data, manifest, baseline)
-        except Exception as exc:  # noqa: BLE001 - any failure of one recipe (MemoryError and torch's
-            # OutOfMemoryError included: both are Exceptions) must not stop the study
+                _log_model(result.model, data, manifest, baseline)
+        except (Exception, RecipeTimeout) as exc:  # noqa: BLE001 - any failure of one recipe (MemoryError
+            # and torch's OutOfMemoryError included: both are Exceptions; the watchdog's timeout too)
+            # must not stop the study
+            dog.cancel()
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
@@ -299,6 +312,14 @@ def _run_recipe(
             log.error("recipe %s failed: %s", recipe.name, message)
             return RecipeOutcome(recipe.name, recipe.technique, run_id, "FAILED", message)
     return RecipeOutcome(recipe.name, recipe.technique, run_id, "FINISHED", ocs=report.metrics.get(keys.OCS))
+
+
+def recipe_timeout_s(recipe: RecipeSpec, data: StudyData, config: EvaluationConfig) -> float | None:
+    """The recipe's time limit in seconds (``None``: none): ``timeout_s`` if given (0: none), else
+    :func:`~netzip_mlflow.study.watchdog.default_recipe_timeout_s`."""
+    if recipe.timeout_s is not None:
+        return float(recipe.timeout_s) or None
+    return default_recipe_timeout_s(recipe.params, len(data.split.train), config.worker_timeout_s())
 
 
 def _reused_outcome(recipe: RecipeSpec, previous: PreviousRuns) -> RecipeOutcome | None:

@@ -78,6 +78,8 @@ class PluginConfig:
         idle_s: seconds of idle power measured before the energy window.
         class_names: class names, index = label (for the confusion matrix and impact tables).
         progress: show progress bars.
+        timeout_s: seconds the isolated worker may run (default: derived from the latency budget;
+            0: no limit).
         tags: extra MLflow tags; ``study``, ``technique`` and ``recipe`` set the ``netzip.*`` tags
             the leaderboard filters on.
     """
@@ -96,6 +98,7 @@ class PluginConfig:
     idle_s: float = 1.0
     class_names: tuple[str, ...] | None = None
     progress: bool = False
+    timeout_s: float | None = None
     tags: tuple[tuple[str, str], ...] = ()
 
     @classmethod
@@ -155,6 +158,7 @@ class PluginConfig:
             idle_s=self.idle_s,
             class_names=self.class_names,
             progress=bool(self.progress),
+            timeout_s=self.timeout_s,
         )
 
 

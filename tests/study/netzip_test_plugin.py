@@ -30,6 +30,22 @@ class NaNOutput(nn.Module):
         return self.inner(x) * float("nan")
 
 
+class HangsForever(nn.Module):
+    """A model whose forward pass sleeps forever (a deadlocked custom op, a data-dependent loop)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        while True:
+            time.sleep(3600)
+
+
+def _hang(model, params, data, example, hooks):
+    return CompressionResult(HangsForever(model), {})
+
+
 def _raise(model, params, data, example, hooks):
     raise RuntimeError("boom from a test technique\nsecond line not in the tag")
 
@@ -58,6 +74,7 @@ TECHNIQUES = (
     _spec("test_nan", _nan),
     _spec("test_oom", _oom, [ParamSpec("kind", str, "python", "which OOM", choices=("python", "torch"))]),
     _spec("test_sleep", _sleep),
+    _spec("test_hang", _hang),
 )
 
 for _technique in TECHNIQUES:
