@@ -86,3 +86,17 @@ def test_reliability_fields():
         validate_study(minimal(evaluation={"system_metrics_interval_s": 0}))
     with pytest.raises(ConfigError, match="model.trust_model_file"):
         validate_study(minimal(model={"arch": "tiny_cnn", "trust_model_file": "yes please"}))
+
+
+def test_timeout_fields():
+    from netzip_mlflow.study.context import evaluation_config
+
+    spec = validate_study(minimal())
+    assert spec.evaluation.timeout_s is None and spec.recipes[0].timeout_s is None  # derived defaults
+    assert evaluation_config(spec, ["a"]).worker_timeout_s() == 300 + 10 * (1.0 + 10.0 + 1.0)
+    spec = validate_study(minimal(evaluation={"timeout_s": 0}, recipes=[{"name": "a", "technique": "ptq", "timeout_s": 60}]))
+    assert evaluation_config(spec, ["a"]).worker_timeout_s() is None and spec.recipes[0].timeout_s == 60
+    with pytest.raises(ConfigError, match="evaluation.timeout_s"):
+        validate_study(minimal(evaluation={"timeout_s": -1}))
+    with pytest.raises(ConfigError, match=r"recipes\[0\].timeout_s"):
+        validate_study(minimal(recipes=[{"name": "a", "technique": "ptq", "timeout_s": "soon"}]))
