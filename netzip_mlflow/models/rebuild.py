@@ -91,7 +91,27 @@ def parse_manifest(data: bytes) -> Manifest:
         raise ModelError(f"rebuild.json has an unknown format (expected format {FORMAT})")
     if manifest.get("kind") not in (ARCHITECTURE, RECIPE, PICKLE_ONLY):
         raise ModelError(f"rebuild.json has an unknown kind {manifest.get('kind')!r}")
+    if manifest["kind"] != PICKLE_ONLY:
+        _check_sizes(manifest)
     return manifest
+
+
+MAX_CLASSES, MAX_SIDE = 100_000, 4096
+
+
+def _check_sizes(manifest: Manifest) -> None:
+    """Bounds on what a manifest may make a reader allocate (a forged one could ask for terabytes)."""
+    shape, classes = manifest.get("input_shape"), manifest.get("num_classes")
+    ok_shape = (
+        isinstance(shape, list) and len(shape) == 3
+        and all(isinstance(d, int) and not isinstance(d, bool) and 0 < d <= MAX_SIDE for d in shape)
+    )
+    ok_classes = isinstance(classes, int) and not isinstance(classes, bool) and 0 < classes <= MAX_CLASSES
+    if not (ok_shape and ok_classes and isinstance(manifest.get("arch"), str)):
+        raise ModelError(
+            f"rebuild.json: arch, num_classes (1-{MAX_CLASSES}) and input_shape (3 sides of 1-{MAX_SIDE}) "
+            f"are out of bounds: {manifest.get('arch')!r}, {classes!r}, {shape!r}"
+        )
 
 
 def architecture_manifest(task: str, arch: str, num_classes: int, input_shape: tuple[int, ...], seed: int) -> Manifest:
@@ -120,7 +140,13 @@ def pickle_only(reason: str) -> Manifest:
 
 
 def build_architecture(manifest: Manifest) -> nn.Module:
-    """The module of an ``architecture`` manifest, with seeded random weights."""
+    """The module of an ``architecture`` manifest, with seeded random weights (the caller's random
+    stream is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        return _build_architecture(manifest)
+
+
+def _build_architecture(manifest: Manifest) -> nn.Module:
     shape = tuple(int(d) for d in manifest["input_shape"])
     if manifest.get("task") == "detection":
         from netzip_mlflow.models.detection_zoo import build_detector
@@ -164,9 +190,10 @@ def apply_structure(manifest: Manifest, baseline: nn.Module) -> nn.Module:
     data, example = _calibration(manifest)
     spec = get_technique(manifest["technique"])
     params = structure_params(spec.validate(manifest["params"]))
-    torch.manual_seed(int(manifest["seed"]))
-    work = copy.deepcopy(baseline).eval()
-    return apply_technique(spec, work, params, data, example, TrainingHooks(progress=False)).model.eval()
+    with torch.random.fork_rng(devices=[]):  # the caller's random stream is left as it was
+        torch.manual_seed(int(manifest["seed"]))
+        work = copy.deepcopy(baseline).eval()
+        return apply_technique(spec, work, params, data, example, TrainingHooks(progress=False)).model.eval()
 
 
 def load_strict(module: nn.Module, state: Mapping[str, Any], what: str) -> nn.Module:

@@ -114,6 +114,10 @@ def test_manifest_parsing_refuses_foreign_content():
         rebuild.parse_manifest(b"\x80\x04not json")
     with pytest.raises(ModelError, match="unknown kind"):
         rebuild.parse_manifest(b'{"format": 1, "kind": "exec"}')
+    huge = {**_base_manifest(), "num_classes": 10**12}
+    with pytest.raises(ModelError, match="out of bounds"):
+        rebuild.parse_manifest(rebuild.manifest_json(huge))
+    assert rebuild.parse_manifest(rebuild.manifest_json(_base_manifest())) == _base_manifest()
 
 
 def test_structure_params_zeroes_every_epoch_count():
