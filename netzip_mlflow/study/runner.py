@@ -369,6 +369,7 @@ def run_study(
     experiment_id = ensure_experiment(spec.experiment_name)
     retry_locked(mlflow.set_experiment, experiment_id=experiment_id)  # nested runs follow it
     previous = PreviousRuns() if fresh else find_previous(spec, experiment_id)
+    reused = _reuse_baseline(spec, previous)  # a baseline that cannot be loaded safely fails here, untouched
     if previous.study_run_id:
         parent_run = retry_locked(mlflow.start_run, run_id=previous.study_run_id)
     else:
@@ -376,7 +377,7 @@ def run_study(
         parent_run = retry_locked(mlflow.start_run, run_name=safe_name(spec.study), tags=tags)
     with parent_run as parent:
         try:
-            result = _run_in_parent(spec, data, progress, previous, parent.info.run_id, model, executor, experiment_id)
+            result = _run_in_parent(spec, data, progress, previous, reused, parent.info.run_id, model, executor, experiment_id)
         except BaseException as exc:
             _record_failure(exc)
             raise
@@ -388,6 +389,7 @@ def _run_in_parent(
     data: StudyData,
     progress: bool,
     previous: PreviousRuns,
+    reused: tuple[nn.Module, str] | None,
     parent_id: str,
     model: nn.Module,
     executor: Executor,
@@ -405,7 +407,6 @@ def _run_in_parent(
     else:
         retry_locked(mlflow.log_text, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), "study.yaml")
         retry_locked(mlflow.log_params, {"seed": spec.seed, "recipes": len(spec.recipes), "data.train_samples": len(data.split.train), "data.test_samples": len(data.split.test)})
-    reused = _reuse_baseline(spec, previous)
     if reused is not None:
         baseline, base_ref = reused
         base_run_id = base_ref
