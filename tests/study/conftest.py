@@ -64,8 +64,9 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
-    """Run the CLI in a subprocess and wait for it."""
+def run_cli(*args: str, timeout: float = 1800, **env: str) -> subprocess.CompletedProcess:
+    """Run the CLI in a subprocess and wait for it (killed if it outlives ``timeout``: generous, as
+    no test measures speed with it and a loaded 2-core machine can take minutes for a tiny study)."""
     return subprocess.run(cli_command(*args), env=cli_env(**env), capture_output=True, text=True, timeout=timeout)
 
 
@@ -95,7 +96,7 @@ def study_file(tmp_path):
 
 @pytest.fixture
 def cli():
-    """``cli(*args, timeout=120, **env)`` runs the CLI (with the test techniques) in a subprocess."""
+    """``cli(*args, timeout=1800, **env)`` runs the CLI (with the test techniques) in a subprocess."""
     return run_cli
 
 
