@@ -69,8 +69,9 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fresh", action="store_true",
                      help="start a new study run instead of resuming the last one of this study")
     run.add_argument("--trust-model-file", action="store_true",
-                     help="allow model.path to be a whole pickled module; unpickling can run "
-                          "arbitrary code, so only for files you made yourself")
+                     help="allow model.path to be a whole pickled module, and a resumed baseline to be "
+                          "loaded from its pickle when it has no tensors-only copy; unpickling can run "
+                          "arbitrary code, so only for files you made and stores only you can write to")
     run.add_argument("--executor", choices=["local", "ray"],
                      help="where recipes run: one after another here (local, the default) or as Ray tasks "
                           "(needs an http:// tracking server; see docs/deployment.md)")

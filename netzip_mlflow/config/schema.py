@@ -56,8 +56,9 @@ class ModelSpec(_Strict):
     path: Path | None = None
     trust_model_file: bool = Field(
         False,
-        description="allow a model file that is a whole pickled module: unpickling can run code, "
-        "so only for files you made yourself (CLI: --trust-model-file)",
+        description="allow a model file that is a whole pickled module, and logged models (resume, Ray "
+        "workers) without a tensors-only copy to be unpickled: unpickling can run code, so only for "
+        "files you made and stores only you can write to (CLI: --trust-model-file)",
     )
     train: TrainSpec = TrainSpec()
 
