@@ -69,8 +69,11 @@ def read_weights_bytes(data: bytes, name: str = "state_dict.pt") -> dict[str, An
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - corrupt zip, foreign objects, truncated file...
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"the weights file {name} cannot be read as tensors only ({first})") from exc
+        if "weights_only" in str(exc) or "Weights only" in str(exc):
+            why = "it holds objects other than tensors, which could run code when loaded; refused"
+        else:
+            why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"the weights file {name} cannot be read as tensors only ({why})") from exc
     if not isinstance(state, dict):
         raise ModelError(f"the weights file {name} holds a {type(state).__name__}, not a state_dict")
     return state

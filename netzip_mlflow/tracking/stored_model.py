@@ -102,7 +102,10 @@ def _load_safe(run_id: str, client: MlflowClient, depth: int) -> nn.Module:
             raise NoSafeCopy(f"run {run_id}'s model can only be restored from its pickle ({manifest.get('reason')})")
         weights = _download(client, run_id, WEIGHTS_FILE, tmp).read_bytes()
         _check_hash(run_id, WEIGHTS_FILE, weights, tags[keys.TAG_WEIGHTS_SHA256])
-        state = rebuild.read_weights_bytes(weights)  # the very bytes that were checked
+        try:
+            state = rebuild.read_weights_bytes(weights)  # the very bytes that were checked
+        except ModelError as exc:
+            raise ModelError(f"run {run_id}: {exc}") from exc
     if depth > 1:
         raise ModelError(f"run {run_id}: its baseline is itself a compressed model; refusing a chain of rebuilds")
 
