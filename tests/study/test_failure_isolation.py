@@ -32,14 +32,20 @@ def store(tmp_path):
     mlflow.set_tracking_uri(previous)
 
 
-def test_failures_are_isolated_and_summarised(plugin, study_file, store, capsys):
-    path = study_file("isolation", recipes=RECIPES, model={"arch": "tiny_cnn", "train": {"epochs": 3, "lr": 0.1}})
+def _run(path, store, capsys):
+    """``netzip run`` in this process: (exit code, stderr, runs by name)."""
     code = main(["--tracking-uri", store, "run", str(path), "--no-progress"])
     err = capsys.readouterr().err
-    assert code == 1
     client = MlflowClient(store)
     exp = client.get_experiment_by_name("netzip-tiny-rel")
-    runs = {r.data.tags["mlflow.runName"]: r for r in client.search_runs([exp.experiment_id])}
+    return code, err, {r.data.tags["mlflow.runName"]: r for r in client.search_runs([exp.experiment_id])}
+
+
+def test_failures_are_isolated_and_summarised(plugin, study_file, store, capsys):
+    path = study_file("isolation", recipes=RECIPES, model={"arch": "tiny_cnn", "train": {"epochs": 3, "lr": 0.1}})
+    code, err, runs = _run(path, store, capsys)
+    assert code == 1
+    client = MlflowClient(store)
     assert runs["baseline"].info.status == "FINISHED"
     assert runs["isolation"].info.status == "FINISHED"  # the study itself completed
     assert runs["ptq_int8"].info.status == "FINISHED"
@@ -61,3 +67,19 @@ def test_failures_are_isolated_and_summarised(plugin, study_file, store, capsys)
     system = {k for k in runs["baseline"].data.metrics if k.startswith("system/")}
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system
     assert not any(k.startswith("system/") for k in runs["ptq_int8"].data.metrics)  # ptq does not train
+
+
+def test_a_hanging_model_fails_its_recipe_at_its_timeout_and_the_next_one_runs(plugin, study_file, store, capsys):
+    recipes = [
+        {"name": "hangs", "technique": "test_hang", "timeout_s": 2},  # forward sleeps forever
+        {"name": "ptq_int8", "technique": "ptq", "params": {"calibration_batches": 1}},
+    ]
+    path = study_file("hang", recipes=recipes, model={"arch": "tiny_cnn", "train": {"epochs": 0}})
+    code, err, runs = _run(path, store, capsys)
+    assert code == 1
+    assert runs["hangs"].info.status == "FAILED"
+    # the forward pass first runs in the output check, where the watchdog finds it
+    assert runs["hangs"].data.tags[keys.TAG_ERROR] == "timeout after 2 s in the output check"
+    assert runs["ptq_int8"].info.status == "FINISHED"
+    assert runs["hang"].info.status == "FINISHED"
+    assert "FAILED hangs" in err
