@@ -36,8 +36,8 @@ from netzip_mlflow.tracking import keys
 
 log = logging.getLogger(__name__)
 
-TAG_CONFIG_HASH = "netzip.config_hash"
-TAG_RESUMED = "netzip.resumed"
+TAG_CONFIG_HASH = keys.TAG_CONFIG_HASH
+TAG_RESUMED = keys.TAG_RESUMED
 KILLED_MESSAGE = "Interrupted: the process running this run stopped before it ended; resumed by a later run"
 
 
