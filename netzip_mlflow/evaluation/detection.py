@@ -30,11 +30,12 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torchmetrics.detection import MeanAveragePrecision
 from torchvision.ops import box_iou
 from tqdm.auto import tqdm
 
+from netzip_mlflow.data.batches import as_batches
 from netzip_mlflow.data.detection import Target, detection_collate
 from netzip_mlflow.errors import ConfigError, DataError, ModelError
 from netzip_mlflow.evaluation.accuracy import model_input
@@ -184,13 +185,7 @@ def detection_metrics(
 
 def detection_batches(data: Iterable | Dataset, batch_size: int) -> Iterable:
     """``(images, [target, ...])`` batches: a map-style ``Dataset`` gets a loader with the detection collate."""
-    if isinstance(data, DataLoader):
-        return data
-    if isinstance(data, Dataset) and hasattr(data, "__len__"):
-        return DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=detection_collate)
-    if isinstance(data, Iterable):
-        return data
-    raise DataError(f"detection data of type {type(data).__name__} is neither a Dataset nor an iterable of batches")
+    return as_batches(data, batch_size, collate_fn=detection_collate)
 
 
 def _images(batch: object, index: int) -> tuple[torch.Tensor, list[Target]]:

@@ -27,7 +27,7 @@ from netzip_mlflow.study.checks import check_model_outputs
 from netzip_mlflow.study.context import StudyData, evaluation_config, example_inputs
 from netzip_mlflow.study.jobs import RecipeOutcome
 from netzip_mlflow.study.resume import TAG_CONFIG_HASH, baseline_hash, recipe_hash
-from netzip_mlflow.study.store import retry_locked
+from netzip_mlflow.tracking.retry import retry_locked
 from netzip_mlflow.study.system_metrics import system_metrics
 from netzip_mlflow.tracking import keys
 from netzip_mlflow.tracking.context import start_run

@@ -22,45 +22,22 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import pandas as pd
-import torch
 import yaml
 from torch import nn
 
-from netzip_mlflow.api import evaluate
 from netzip_mlflow.config.loader import load_study
 from netzip_mlflow.config.schema import RecipeSpec, StudySpec
-from netzip_mlflow.evaluation.report import EvaluationReport
-from netzip_mlflow.models.loading import load_model_file
-from netzip_mlflow.models.training import train
-from netzip_mlflow.models.zoo import build_model
-from netzip_mlflow.study.checks import check_model_outputs
-from netzip_mlflow.study.context import StudyData, evaluation_config, example_inputs, load_data
+from netzip_mlflow.study.baseline import initial_model, reuse_baseline, run_baseline
+from netzip_mlflow.study.context import StudyData, load_data
 from netzip_mlflow.study.executors import Executor, make_executor
 from netzip_mlflow.study.jobs import RecipeOutcome, StudyJob, StudyResult
-from netzip_mlflow.study.recipe import (
-    TRACEBACK_ARTIFACT,
-    epoch_logger,
-    error_message,
-    first_batch,
-    record_failure,
-    run_recipe,
-    safe_name,
-)
-from netzip_mlflow.study.resume import (
-    TAG_CONFIG_HASH,
-    TAG_RESUMED,
-    PreviousRuns,
-    baseline_hash,
-    find_previous,
-    load_logged_model,
-)
-from netzip_mlflow.study.store import retry_locked
-from netzip_mlflow.study.system_metrics import system_metrics
+from netzip_mlflow.study.recipe import TRACEBACK_ARTIFACT, error_message, record_failure, run_recipe, safe_name
+from netzip_mlflow.study.resume import TAG_CONFIG_HASH, TAG_RESUMED, PreviousRuns, baseline_hash, find_previous
+from netzip_mlflow.study.summary import log_leaderboard, log_population
 from netzip_mlflow.tracking import keys
 from netzip_mlflow.tracking.context import start_run
 from netzip_mlflow.tracking.experiments import ensure_experiment
-from netzip_mlflow.tracking.model_logging import log_torch_model
+from netzip_mlflow.tracking.retry import retry_locked
 
 __all__ = [
     "RecipeOutcome", "StudyResult", "TRACEBACK_ARTIFACT", "error_message", "initial_model", "run_recipe",
@@ -68,91 +45,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-
-def initial_model(spec: StudySpec, data: StudyData) -> nn.Module:
-    """The baseline before training: built from ``model.arch`` or loaded from ``model.path``.
-
-    Checked on one real test batch (input shape, (batch, classes) output, label range, finite
-    outputs) before anything is logged, so a bad model fails fast with a one-line error.
-    """
-    if spec.task == "detection":
-        return _initial_detector(spec, data)
-    split = data.split
-    model = build_model(spec.model.arch, len(split.classes), split.input_shape, seed=spec.seed)
-    what = f"model.arch {spec.model.arch!r}"
-    if spec.model.path is not None:
-        model = load_model_file(spec.model.path, model, trust=spec.model.trust_model_file)
-        what = f"the model in {spec.model.path}"
-    inputs, labels = first_batch(data.test)
-    check_model_outputs(model, inputs, labels, len(split.classes), what)
-    return model
-
-
-def _baseline_model(spec: StudySpec, data: StudyData, progress: bool, run_id: str, model: nn.Module | None) -> nn.Module:
-    model = model if model is not None else initial_model(spec, data)
-    if spec.model.path is not None:
-        return model
-    t = spec.model.train
-    retry_locked(mlflow.log_params, {"train.epochs": t.epochs, "train.lr": t.lr, "train.optimizer": t.optimizer})
-    if t.epochs:
-        torch.manual_seed(spec.seed)
-        e = spec.evaluation
-        fit = _train_detector if spec.task == "detection" else train
-        with system_metrics(run_id, e.system_metrics, e.system_metrics_interval_s):
-            fit(model, data.train, t.epochs, t.lr, optimizer=t.optimizer, on_epoch_end=epoch_logger("train"), progress=progress)
-        if spec.task != "detection":
-            inputs, labels = first_batch(data.test)
-            check_model_outputs(model, inputs, labels, len(data.split.classes), "the trained baseline model")
-    return model
-
-
-def _arch(spec: StudySpec) -> str:
-    return spec.detection_arch if spec.task == "detection" else spec.model.arch
-
-
-def _initial_detector(spec: StudySpec, data: StudyData) -> nn.Module:
-    """A torchvision detector for the study's classes, or the user's file loaded into it."""
-    from netzip_mlflow.models.detection_zoo import build_detector
-
-    split = data.split
-    model = build_detector(spec.detection_arch, split.num_classes, split.input_shape[1], seed=spec.seed)
-    if spec.model.path is not None:
-        model = load_model_file(spec.model.path, model, trust=spec.model.trust_model_file)
-    return model
-
-
-def _train_detector(model: nn.Module, *args: Any, **kwargs: Any) -> None:
-    from netzip_mlflow.models.detection_zoo import train_detector
-
-    train_detector(model, *args, **kwargs)
-
-
-def _run_baseline(
-    spec: StudySpec, data: StudyData, progress: bool, model: nn.Module | None = None
-) -> tuple[nn.Module, EvaluationReport]:
-    """Train (or take) the baseline, evaluate and log it in its own run; ``model`` from :func:`initial_model`."""
-    config = evaluation_config(spec, data.split.classes, progress)
-    tags = {keys.TAG_ROLE: keys.ROLE_BASELINE, keys.TAG_STUDY: spec.study, TAG_CONFIG_HASH: baseline_hash(spec)}
-    with retry_locked(start_run, run_name="baseline", nested=True, tags=tags) as run:
-        try:
-            retry_locked(mlflow.log_params, {"model.arch": _arch(spec), "data.source": data.split.name, "seed": spec.seed})
-            model = _baseline_model(spec, data, progress, run.info.run_id, model)
-            report = evaluate(model.eval(), data.test, spec.task, config, log_to_mlflow=True)
-            retry_locked(log_torch_model, model, example_inputs(data))
-        except BaseException as exc:
-            record_failure(exc)
-            raise
-    return model, report
-
-
-def _reuse_baseline(previous: PreviousRuns) -> tuple[nn.Module, str] | None:
-    """The model and run id of the earlier baseline, or ``None`` if there is none to reuse."""
-    if previous.baseline is None:
-        return None
-    run_id = previous.baseline.info.run_id
-    return load_logged_model(run_id), run_id
 
 
 def _reused_outcome(recipe: RecipeSpec, previous: PreviousRuns) -> RecipeOutcome | None:
@@ -240,12 +132,12 @@ def _run_in_parent(
     else:
         retry_locked(mlflow.log_text, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), keys.STUDY_ARTIFACT)
         retry_locked(mlflow.log_params, {"seed": spec.seed, "recipes": len(spec.recipes), "data.train_samples": len(data.split.train), "data.test_samples": len(data.split.test)})
-    reused = _reuse_baseline(previous)
+    reused = reuse_baseline(previous)
     if reused is not None:
         baseline, base_ref = reused
         base_run_id = base_ref
     else:
-        baseline, base_ref = _run_baseline(spec, data, progress, model)
+        baseline, base_ref = run_baseline(spec, data, progress, model)
         base_run_id = base_ref.run_id or ""
     result = StudyResult(
         spec.study, spec.experiment_name, parent_id, base_run_id,
@@ -260,59 +152,6 @@ def _run_in_parent(
             pending.append(recipe)
     job = StudyJob(spec, data, baseline, base_ref, parent_id, experiment_id, mlflow.get_tracking_uri(), progress)
     result.outcomes.extend(executor.run_recipes(job, pending, run_recipe))
-    result.leaderboard = _log_leaderboard(spec, {o.run_id for o in result.outcomes})
-    _log_population(spec)
+    result.leaderboard = log_leaderboard(spec, {o.run_id for o in result.outcomes})
+    log_population(spec)
     return result
-
-
-def _log_population(spec: StudySpec) -> None:
-    """Seed 002's population method for recipes this study has run with several seeds (else nothing)."""
-    from netzip_mlflow.analysis.population import population_impact, population_table
-    from netzip_mlflow.errors import NetzipError
-
-    try:
-        results = population_impact(spec.experiment_name, spec.study)
-    except NetzipError as exc:
-        log.warning("population class-impact analysis skipped: %s", exc)
-        retry_locked(mlflow.set_tag, keys.TAG_CIE_POPULATION_ERROR, str(exc)[:500])
-        return
-    if results:
-        retry_locked(mlflow.log_text, population_table(results).to_csv(index=False), keys.POPULATION_ARTIFACT)
-        retry_locked(mlflow.log_metrics, {f"cie_population/{r.recipe}/impacted_classes": float(r.impact.impacted_classes) for r in results})
-
-
-def _log_leaderboard(spec: StudySpec, run_ids: set[str] | None = None) -> pd.DataFrame | None:
-    """Rank this study run's recipe runs (``run_ids``; earlier study runs of the same name are left
-    out) and log the table and plots to the study run."""
-    import tempfile
-
-    from netzip_mlflow.analysis.leaderboard import baselines, leaderboard
-    from netzip_mlflow.analysis.plots import bubble_plot, ocs_bar_plot, radar_plot
-    from netzip_mlflow.analysis.render import render
-    from netzip_mlflow.analysis.sweeps import plot_sweep, sweep_series
-
-    board = leaderboard(spec.experiment_name, study=spec.study)
-    if run_ids is not None and not board.empty:
-        board = board[board["run_id"].isin(run_ids)].reset_index(drop=True)
-        if "rank" in board.columns and keys.OCS in board.columns:
-            board["rank"] = board[keys.OCS].rank(ascending=False, method="min").astype("Int64")
-    if board.empty:
-        return board
-    retry_locked(mlflow.log_text, render(board, "csv"), f"{keys.LEADERBOARD_FOLDER}/leaderboard.csv")
-    retry_locked(mlflow.log_text, render(board, "html"), f"{keys.LEADERBOARD_FOLDER}/leaderboard.html")
-    base = baselines(spec.experiment_name, study=spec.study)
-    referenced = base[base["run_id"].isin(board["baseline_run_id"])] if not base.empty else base
-    star = referenced.iloc[0] if not referenced.empty else None  # the baseline of the bubble plot
-    figures = {
-        "radar": radar_plot(board),
-        "ocs_bars": ocs_bar_plot(board),
-        "accuracy_latency_bubbles": bubble_plot(board, baseline=star),
-    }
-    for name, fig in figures.items():
-        retry_locked(mlflow.log_figure, fig, f"{keys.PLOTS_FOLDER}/{name}.png")
-    nonzero = dict(zip(base["run_id"], base[keys.PARAMS_NONZERO])) if keys.PARAMS_NONZERO in base else {}
-    series = sweep_series(board, nonzero)
-    if series:
-        with tempfile.TemporaryDirectory() as tmp:
-            retry_locked(mlflow.log_artifact, str(plot_sweep(series, f"{tmp}/impact_vs_sparsity.png")), "plots")
-    return board

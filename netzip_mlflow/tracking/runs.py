@@ -59,3 +59,4 @@ def resolve_baseline(
     if isinstance(baseline, str):
         return load_baseline(baseline, client)
     return baseline
+
