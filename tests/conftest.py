@@ -24,6 +24,7 @@ os.environ["MLFLOW_TRACKING_URI"] = SESSION_TRACKING_URI
 def own_tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A private tracking store (``sqlite:///<tmp>/mlflow.db``) and working directory per test."""
     import mlflow
+    from mlflow.tracking import fluent
 
     monkeypatch.chdir(tmp_path)
     shared = mlflow.get_tracking_uri()
@@ -32,6 +33,8 @@ def own_tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         mlflow.set_tracking_uri(uri)
+        # the experiment chosen by an earlier test's set_experiment belongs to that test's store
+        monkeypatch.setattr(fluent, "_active_experiment_id", None)
     yield
     while mlflow.active_run() is not None:
         mlflow.end_run()
