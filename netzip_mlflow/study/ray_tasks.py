@@ -20,9 +20,8 @@ from typing import TYPE_CHECKING, Any
 import ray
 
 from netzip_mlflow.config.schema import RecipeSpec, ResourceSpec, StudySpec
-from netzip_mlflow.tracking import keys
-
 from netzip_mlflow.study.jobs import RecipeFn, RecipeOutcome, StudyJob
+from netzip_mlflow.tracking import keys
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from torch import nn
