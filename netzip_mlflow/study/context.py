@@ -15,7 +15,11 @@ from netzip_mlflow.data.detection import DetectionSplit
 from netzip_mlflow.data.folder import load_image_folder
 from netzip_mlflow.evaluation.latency import LatencySettings
 from netzip_mlflow.evaluation.settings import EvaluationConfig
+from netzip_mlflow.models import rebuild
 from netzip_mlflow.tracking import keys
+from netzip_mlflow.tracking.model_logging import log_torch_model
+from netzip_mlflow.tracking.retry import retry_locked
+from netzip_mlflow.tracking.stored_model import log_model_weights
 
 
 @dataclass
@@ -67,7 +71,7 @@ def evaluation_config(spec: StudySpec, class_names: list[str], progress: bool = 
     r = e.ratios
     performance = r.performance
     if spec.task == "detection" and "performance" not in r.model_fields_set:
-        performance = keys.MAP50  # DESIGN.md section 5: detection's default performance metric
+        performance = keys.MAP50  # docs/architecture.md, "Metric contract": detection's default performance metric
     return EvaluationConfig(
         batch_size=e.batch_size,
         eval_batch_size=e.eval_batch_size,
@@ -93,6 +97,27 @@ def example_inputs(data: StudyData, n: int = 1) -> torch.Tensor:
     """``n`` real training images, for tracing and dependency graphs."""
     inputs, _ = next(iter(DataLoader(data.split.train, batch_size=n, shuffle=False, collate_fn=data.train.collate_fn)))
     return inputs
+
+
+def model_arch(spec: StudySpec) -> str:
+    """The study's architecture name (``model.arch``, or the detector's for a detection study)."""
+    return spec.detection_arch if spec.task == "detection" else spec.model.arch
+
+
+def baseline_manifest(spec: StudySpec, data: StudyData) -> rebuild.Manifest:
+    """How a reader rebuilds the baseline without unpickling: the study's own architecture."""
+    split = data.split
+    classes = split.num_classes if spec.task == "detection" else len(split.classes)
+    return rebuild.architecture_manifest(spec.task, model_arch(spec), classes, split.input_shape, spec.seed)
+
+
+def log_study_model(
+    model: nn.Module, data: StudyData, manifest: rebuild.Manifest, baseline: nn.Module | None = None
+) -> None:
+    """Log to the active run MLflow's pickled model plus the tensors-only copy and its rebuild
+    manifest (with their SHA-256 tags, see :mod:`netzip_mlflow.tracking.stored_model`)."""
+    retry_locked(log_torch_model, model, example_inputs(data))
+    retry_locked(log_model_weights, model, manifest, baseline)
 
 
 def count_parameters(model: nn.Module) -> int:

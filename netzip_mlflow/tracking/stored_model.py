@@ -30,9 +30,9 @@ from netzip_mlflow.errors import ModelError
 from netzip_mlflow.models import rebuild
 from netzip_mlflow.tracking import keys
 
-WEIGHTS_DIR = "weights"
-WEIGHTS_FILE = "state_dict.pt"
-MANIFEST_FILE = "rebuild.json"
+WEIGHTS_DIR = keys.MODEL_WEIGHTS_FOLDER
+WEIGHTS_FILE = keys.MODEL_WEIGHTS_FILE
+MANIFEST_FILE = keys.MODEL_REBUILD_FILE
 TRUST_HINT = (
     "pass --trust-model-file (YAML: model.trust_model_file: true) only if you trust everyone who can "
     "write to this tracking store: unpickling runs any code the file names"
