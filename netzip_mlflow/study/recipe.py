@@ -122,6 +122,8 @@ def run_recipe(
                     example_inputs=example_inputs(data), on_epoch_end=epoch_logger("finetune"),
                 )
             retry_locked(mlflow.log_params, flat_params("result.", result.info))
+            if result.tags:
+                retry_locked(mlflow.set_tags, result.tags)
             if spec.task != "detection":  # detectors return per-image box lists, checked by their metrics
                 inputs, labels = first_batch(data.test)
                 check_model_outputs(result.model, inputs, labels, len(data.split.classes), f"recipe {recipe.name!r}")
