@@ -207,6 +207,14 @@ class _PackedBinary(nn.Module):
             self.register_parameter("bias", None)
         self._cache: tuple[tuple[Any, ...], torch.Tensor] | None = None
 
+    @classmethod
+    def from_trained(cls, layer: Any) -> Any:
+        """The packed inference layer of a trained :class:`BinaryConv2d` / :class:`BinaryLinear`
+        (each subclass's ``like`` builds the empty layer of the right shape)."""
+        packed = cls.like(layer, layer.options)  # type: ignore[attr-defined]
+        packed._fill(layer)
+        return packed
+
     def _fill(self, trained: _LatentBinary) -> None:
         """Pack the signs (and alpha) of a trained layer's latent weights; copy its bias."""
         with torch.no_grad():
@@ -278,13 +286,6 @@ class PackedBinaryConv2d(_PackedBinary):
             conv.dilation, conv.groups, conv.bias is not None, options,
         )
 
-    @classmethod
-    def from_trained(cls, layer: BinaryConv2d) -> PackedBinaryConv2d:
-        """The packed inference layer of a trained :class:`BinaryConv2d`."""
-        packed = cls.like(layer, layer.options)
-        packed._fill(layer)
-        return packed
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _conv_forward(self, x, self.binary_weight(), sign)
 
@@ -307,13 +308,6 @@ class PackedBinaryLinear(_PackedBinary):
     def like(cls, linear: nn.Linear, options: BinaryOptions) -> PackedBinaryLinear:
         """An empty (all ``+1``) packed layer with ``linear``'s shape."""
         return cls(linear.in_features, linear.out_features, linear.bias is not None, options)
-
-    @classmethod
-    def from_trained(cls, layer: BinaryLinear) -> PackedBinaryLinear:
-        """The packed inference layer of a trained :class:`BinaryLinear`."""
-        packed = cls.like(layer, layer.options)
-        packed._fill(layer)
-        return packed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _linear_forward(self, x, self.binary_weight(), sign)

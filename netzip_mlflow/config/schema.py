@@ -238,11 +238,11 @@ DETECTION_NOT_APPLICABLE: dict[str, str] = {
         "classification loop (cross-entropy on logits); a detector cannot be traced and trains on a "
         "dict of losses"
     ),
+    "bnn": (
+        "binarization trains the model with the classification loop (cross-entropy on logits); a "
+        "detector trains on a dict of losses"
+    ),
 }
-DETECTION_NOT_APPLICABLE["bnn"] = (
-    "binarization trains the model with the classification loop (cross-entropy on logits); a "
-    "detector trains on a dict of losses"
-)
 DETECTION_TECHNIQUES = ("ptq_dynamic", "fp16", "prune_unstructured", "prune_structured")
 
 
