@@ -257,8 +257,13 @@ def load_packed(path: str | os.PathLike[str], model: nn.Module) -> nn.Module:
         options = BinaryOptions(spec["scaling"], spec["binary_activations"], spec["shortcut"])
         _replace(model, name, PACKED_FOR_FLOAT[type(module)].like(module, options))
     for name in content["identities"]:
-        if type(_submodule(model, name)) in (nn.ReLU, nn.Identity):
-            _replace(model, name, nn.Identity())
+        module = _submodule(model, name)
+        if type(module) not in (nn.ReLU, nn.Identity):
+            raise ModelError(
+                f"module {name} of the model is a {type(module).__name__}, the packed file has an "
+                "identity there (a ReLU it removed); pass the float architecture the file was made from"
+            )
+        _replace(model, name, nn.Identity())
     try:
         model.load_state_dict(content["state_dict"], strict=True)
     except RuntimeError as exc:
