@@ -14,15 +14,6 @@ from netzip_mlflow.tracking import keys
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def store(tmp_path):
-    previous = mlflow.get_tracking_uri()
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    mlflow.set_tracking_uri(uri)
-    yield uri
-    mlflow.set_tracking_uri(previous)
-
-
 def test_a_bnn_recipe_logs_its_packed_model_and_kernels_tag(study_file, store):
     recipes = [{"name": "bnn", "technique": "bnn", "params": {"epochs": 1, "scaling": "channel"}}]
     result = run_study(study_file("bnn_study", recipes=recipes, report={"radar_top_k": 1}), progress=False)
