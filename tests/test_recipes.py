@@ -196,11 +196,12 @@ def test_case_study_1_runs_on_a_tiny_image_folder(tmp_path: Path, tracking: str)
         **QUICK, "data.path": str(folder), "data.image_size": 16, "data.batch_size": 8,
         "recipes.0.params.calibration_batches": 2, "recipes.1.params.epochs": 1,
         "recipes.4.params.finetune_epochs": 1, "recipes.4.params.amount": 0.5,
+        "recipes.5.params.epochs": 1,
     }
     result = run_study(ROOT / "recipes/case_study_1.yaml", overrides, progress=False)
     assert not result.failed, [(o.recipe, o.error) for o in result.failed]
     runs = _runs(tracking, "netzip-case-study-1")
-    assert {"ptq", "qat", "gup_r_75", "gup_l1_75", "structured_l1_75"} <= set(runs)
+    assert {"ptq", "qat", "gup_r_75", "gup_l1_75", "structured_l1_75", "bnn"} <= set(runs)
     gup = runs["gup_l1_75"]
     assert float(gup.data.params["result.sparsity_achieved"]) == pytest.approx(0.75, abs=0.01)
     # size/sparsity counts every parameter (BatchNorm, biases); only Conv/Linear weights are pruned
@@ -211,7 +212,9 @@ def test_case_study_1_runs_on_a_tiny_image_folder(tmp_path: Path, tracking: str)
     structured = runs["structured_l1_75"].data.metrics[keys.PARAMS]
     assert structured < runs["baseline"].data.metrics[keys.PARAMS]
     assert "finetune/loss" in runs["qat"].data.metrics
-    assert result.leaderboard is not None and len(result.leaderboard) == 5
+    assert keys.TAG_LATENCY_KERNELS in runs["bnn"].data.tags
+    assert runs["bnn"].data.metrics[keys.CHATS] < runs["ptq"].data.metrics[keys.CHATS]
+    assert result.leaderboard is not None and len(result.leaderboard) == 6
 
 
 @pytest.mark.slow
