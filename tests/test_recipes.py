@@ -48,6 +48,21 @@ def test_case_study_1_has_the_papers_recipes(tmp_path: Path) -> None:
     for name in ("gup_r_75", "gup_l1_75", "structured_l1_75"):
         assert by_name[name].params["amount"] == 0.75
     assert by_name["structured_l1_75"].params["target"] == "params"
+    assert by_name["bnn"].technique == "bnn"  # the paper's five: PTQ, QAT, GUP_R, GUP_L1, BNN
+
+
+def test_case_study_3_ranks_binary_variants_against_ptq_and_qat() -> None:
+    spec = load_study(ROOT / "recipes/case_study_3.yaml")
+    assert spec.data.builtin == "mnist" and spec.model.arch == "resnet18"
+    assert spec.report.radar_top_k == 4  # the paper's Fig. 8b: the top four
+    by_name = {r.name: (r.technique, r.params) for r in spec.recipes}
+    assert by_name["ptq"][0] == "ptq" and by_name["qat"][0] == "qat"
+    binary = {name: params for name, (technique, params) in by_name.items() if technique == "bnn"}
+    variants = {(p["scaling"], p["activations"], p["shortcut"]) for p in binary.values()}
+    assert variants == {
+        ("none", "binary", "block"), ("channel", "binary", "block"),
+        ("none", "binary", "layer"), ("none", "float", "block"),
+    }
 
 
 def test_case_study_1_needs_the_image_folder() -> None:
@@ -79,6 +94,13 @@ def _study(*recipes: dict) -> dict:
             "recipes": list(recipes)}
 
 
+def test_report_radar_top_k_is_checked() -> None:
+    study = {**_study({"name": "a", "technique": "fp16"}), "report": {"radar_top_k": 3}}
+    assert validate_study(study).report.radar_top_k == 3
+    with pytest.raises(ConfigError, match="radar_top_k"):
+        validate_study({**_study({"name": "a", "technique": "fp16"}), "report": {"radar_top_k": 0}})
+
+
 STEPS = [{"technique": "prune_structured", "params": {"amount": 0.5}}, {"technique": "ptq"}]
 
 
@@ -103,6 +125,8 @@ STEPS = [{"technique": "prune_structured", "params": {"amount": 0.5}}, {"techniq
          "recipes[0].steps[0].when", "unknown key"),
         ({"name": "a", "technique": "distill", "params": {"alpha": 2}}, "recipes[0].params.alpha",
          "[0, 1]"),
+        ({"name": "a", "technique": "bnn", "params": {"activations": "ternary"}},
+         "recipes[0].params.activations", "binary, float"),
     ],
 )
 def test_recipe_errors_name_the_field(recipe: dict, field: str, words: str) -> None:
@@ -172,11 +196,12 @@ def test_case_study_1_runs_on_a_tiny_image_folder(tmp_path: Path, tracking: str)
         **QUICK, "data.path": str(folder), "data.image_size": 16, "data.batch_size": 8,
         "recipes.0.params.calibration_batches": 2, "recipes.1.params.epochs": 1,
         "recipes.4.params.finetune_epochs": 1, "recipes.4.params.amount": 0.5,
+        "recipes.5.params.epochs": 1,
     }
     result = run_study(ROOT / "recipes/case_study_1.yaml", overrides, progress=False)
     assert not result.failed, [(o.recipe, o.error) for o in result.failed]
     runs = _runs(tracking, "netzip-case-study-1")
-    assert {"ptq", "qat", "gup_r_75", "gup_l1_75", "structured_l1_75"} <= set(runs)
+    assert {"ptq", "qat", "gup_r_75", "gup_l1_75", "structured_l1_75", "bnn"} <= set(runs)
     gup = runs["gup_l1_75"]
     assert float(gup.data.params["result.sparsity_achieved"]) == pytest.approx(0.75, abs=0.01)
     # size/sparsity counts every parameter (BatchNorm, biases); only Conv/Linear weights are pruned
@@ -187,7 +212,9 @@ def test_case_study_1_runs_on_a_tiny_image_folder(tmp_path: Path, tracking: str)
     structured = runs["structured_l1_75"].data.metrics[keys.PARAMS]
     assert structured < runs["baseline"].data.metrics[keys.PARAMS]
     assert "finetune/loss" in runs["qat"].data.metrics
-    assert result.leaderboard is not None and len(result.leaderboard) == 5
+    assert keys.TAG_LATENCY_KERNELS in runs["bnn"].data.tags
+    assert runs["bnn"].data.metrics[keys.CHATS] < runs["ptq"].data.metrics[keys.CHATS]
+    assert result.leaderboard is not None and len(result.leaderboard) == 6
 
 
 @pytest.mark.slow

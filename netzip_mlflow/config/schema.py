@@ -176,6 +176,12 @@ class RecipeSpec(_Strict):
         return {**rest, "technique": "pipeline", "params": {"steps": raw["steps"]}}
 
 
+class ReportSpec(_Strict):
+    """What the study run's plots show."""
+
+    radar_top_k: int = Field(5, ge=1, description="recipes (best OCS first) drawn on the radar plot")
+
+
 class ExecutorSpec(_Strict):
     """Where recipes run: ``local`` (one after another in this process) or on a ``ray`` cluster."""
 
@@ -195,6 +201,7 @@ class StudySpec(_Strict):
     evaluation: EvaluationSpec = EvaluationSpec()
     recipes: list[RecipeSpec] = Field(min_length=1)
     executor: ExecutorSpec = ExecutorSpec()
+    report: ReportSpec = ReportSpec()
 
     @model_validator(mode="after")
     def _unique_recipe_names(self) -> StudySpec:
@@ -241,6 +248,10 @@ DETECTION_NOT_APPLICABLE: dict[str, str] = {
         "quantization-aware training traces the model with torch.fx and trains it with the "
         "classification loop (cross-entropy on logits); a detector cannot be traced and trains on a "
         "dict of losses"
+    ),
+    "bnn": (
+        "binarization trains the model with the classification loop (cross-entropy on logits); a "
+        "detector trains on a dict of losses"
     ),
 }
 DETECTION_TECHNIQUES = ("ptq_dynamic", "fp16", "prune_unstructured", "prune_structured")

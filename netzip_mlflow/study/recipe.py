@@ -133,6 +133,8 @@ def run_recipe(
                         example_inputs=example_inputs(data), on_epoch_end=epoch_logger("finetune"),
                     )
                 retry_locked(mlflow.log_params, flat_params("result.", result.info))
+                if result.tags:
+                    retry_locked(mlflow.set_tags, result.tags)
                 dog.phase = "the output check"
                 if spec.task != "detection":  # detectors return per-image box lists, checked by their metrics
                     inputs, labels = first_batch(data.test)

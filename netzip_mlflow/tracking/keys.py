@@ -140,6 +140,7 @@ TAG_CIE_METHOD = "netzip.cie.method"  # "single-model pipeline" or "population (
 TAG_MISSING_RATIOS = "netzip.ocs.missing_ratios"
 TAG_LATENCY_TARGET_MET = "netzip.latency.target_met"
 TAG_LATENCY_TIMER = "netzip.latency.timer"
+TAG_LATENCY_KERNELS = "netzip.latency.kernels"  # binary layers run on float kernels (bnn)
 TAG_RUNTIME_THREADS = "netzip.runtime.threads"
 TAG_RUNTIME_ISOLATED = "netzip.runtime.isolated"
 TAG_WEIGHTS_SHA256 = "netzip.weights_sha256"  # SHA-256 (hex) of the logged weights/state_dict.pt
