@@ -23,6 +23,7 @@ RECIPES = [
     ("prune_unstructured", {"amount": 0.5}),
     ("prune_structured", {"amount": 0.5, "finetune_epochs": 1}),
     ("distill", {"epochs": 1}),
+    ("bnn", {"epochs": 1, "scaling": "channel"}),
     ("pipeline", {"steps": [
         {"technique": "prune_structured", "params": {"amount": 0.5}},
         {"technique": "finetune", "params": {"epochs": 1}},
