@@ -3,7 +3,9 @@
 Built-in techniques (names are a contract): ``ptq``, ``ptq_dynamic``, ``fp16``, ``qat``,
 ``prune_unstructured``, ``prune_structured``; also ``finetune`` (a pipeline step), ``distill``
 (knowledge distillation into a narrower student), ``nni`` (NNI 3.0 pruners, optional extra) and
-``pipeline`` (several techniques in order, see :mod:`netzip_mlflow.compression.pipeline`). More can
+``pipeline`` (several techniques in order, see :mod:`netzip_mlflow.compression.pipeline`), and
+``onnx`` / ``openvino`` (the model exported to a deployment runtime, float32 or int8; see
+:mod:`netzip_mlflow.compression.export`). More can
 be added with :func:`register_technique`.
 """
 
@@ -18,6 +20,7 @@ from torch import nn
 
 from netzip_mlflow.compression import (
     distill,
+    export,
     finetune,
     nni_adapter,
     pipeline,
@@ -54,6 +57,7 @@ for _spec in (
     *finetune.TECHNIQUES,
     *distill.TECHNIQUES,
     *nni_adapter.TECHNIQUES,
+    *export.TECHNIQUES,
     pipeline.PIPELINE_SPEC,
 ):
     register_technique(_spec)

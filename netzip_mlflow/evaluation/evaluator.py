@@ -24,6 +24,7 @@ from netzip_mlflow.analysis.ratios import compute_ratios
 from netzip_mlflow.data.batches import Batch, as_batches, first_batch
 from netzip_mlflow.errors import ConfigError
 from netzip_mlflow.evaluation.accuracy import Predictions, accuracy_metrics, agreement, model_input, predict
+from netzip_mlflow.evaluation.deployed import TORCH_RUNTIME, TORCH_THREAD_OPTION, DeployedModel
 from netzip_mlflow.evaluation.ops import OpsReport, count_ops
 from netzip_mlflow.evaluation.runtime import RuntimeSettings, measure_runtime, measure_runtime_isolated
 from netzip_mlflow.evaluation.settings import TASKS, EvaluationConfig
@@ -145,6 +146,15 @@ def compare(report: EvaluationReport, baseline: EvaluationReport | str, config: 
     report.tags[keys.TAG_MISSING_RATIOS] = ",".join(result.missing) or "none"
 
 
+def runtime_tags(model: nn.Module) -> dict[str, str]:
+    """``netzip.runtime`` (torch, onnxruntime, openvino), the option that fixed its threads and,
+    for a deployment runtime, its version as ``netzip.sw.<runtime>`` (torch's is a context tag)."""
+    if not isinstance(model, DeployedModel):
+        return {keys.TAG_RUNTIME: TORCH_RUNTIME, keys.TAG_RUNTIME_THREAD_OPTION: TORCH_THREAD_OPTION}
+    name, version, option = model.runtime_facts()
+    return {keys.TAG_RUNTIME: name, keys.TAG_RUNTIME_THREAD_OPTION: option, keys.TAG_SW_PREFIX + name: version}
+
+
 def evaluate(
     model: nn.Module,
     data: Iterable[Batch] | Dataset,
@@ -158,7 +168,11 @@ def evaluate(
     Args:
         model: a PyTorch classifier returning (batch, classes) logits, or for ``"detection"`` a
             torchvision-style detector (eval forward: one boxes/labels/scores dict per image). It is
-            not modified.
+            not modified. A model exported by the ``onnx``/``openvino`` techniques (a
+            :class:`~netzip_mlflow.evaluation.deployed.DeployedModel`) is measured through its
+            runtime's session: accuracy and latency from the session, threads set by the runtime's
+            own option, MACs of the source model, CHATS from the runtime graph's bit-widths, disk
+            size of the files that ship.
         data: a ``DataLoader`` / iterable of ``(inputs, targets)`` batches, or a ``Dataset``
             (detection: targets are lists of boxes/labels dicts, see ``netzip_mlflow.data.detection``).
         task: ``"classification"`` or ``"detection"`` (see ``netzip_mlflow.evaluation.detection``).
@@ -181,16 +195,17 @@ def evaluate(
     sample = _sample(inputs, config.batch_size, model, config.device)
 
     metrics = accuracy_metrics(predictions)
-    ops = count_ops(model, sample[:1])
+    deployed = isinstance(model, DeployedModel)
+    ops = model.ops_report() if deployed else count_ops(model, sample[:1])
     metrics.update(ops.as_metrics())
-    metrics.update(model_size(model).as_metrics())
+    metrics.update((model.size_report() if deployed else model_size(model)).as_metrics())
 
     settings = RuntimeSettings(config.latency, config.threads, config.device, config.idle_s, config.power_log)
     measure = measure_runtime_isolated if config.isolate else measure_runtime
     runtime = measure(model, sample, settings)
     metrics.update(runtime.metrics)
 
-    tags = {**hardware_tags(), **runtime.tags, keys.TAG_TASK: task}
+    tags = {**hardware_tags(), **runtime.tags, **runtime_tags(model), keys.TAG_TASK: task}
     params = {
         "eval.batch_size": config.batch_size,
         "eval.threads": config.threads,

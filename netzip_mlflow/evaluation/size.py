@@ -64,9 +64,7 @@ class SizeReport:
 def model_size(model: nn.Module) -> SizeReport:
     """Measure ``model``: serialized ``state_dict`` size (plain, gzip -9) and parameter counts."""
     data = serialized_state_dict(model)
-    tensors = unique_tensors(list(iter_layer_tensors(model)))
-    params = sum(t.numel() for t in tensors)
-    nonzero = sum(count_nonzero(t) for t in tensors)
+    params, nonzero = param_counts(model)
     return SizeReport(
         disk_bytes=len(data),
         disk_mb=len(data) / BYTES_PER_MB,
@@ -75,6 +73,12 @@ def model_size(model: nn.Module) -> SizeReport:
         params_nonzero=nonzero,
         sparsity=1.0 - nonzero / params if params else 0.0,
     )
+
+
+def param_counts(model: nn.Module) -> tuple[int, int]:
+    """Weight and bias elements of ``model``'s layers (each tied tensor once), and those not zero."""
+    tensors = unique_tensors(list(iter_layer_tensors(model)))
+    return sum(t.numel() for t in tensors), sum(count_nonzero(t) for t in tensors)
 
 
 def serialized_state_dict(model: nn.Module) -> bytes:
