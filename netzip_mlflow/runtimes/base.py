@@ -86,17 +86,19 @@ class Runtime(ABC):
 def module_name_for_node(node_name: str, layers: set[str]) -> str | None:
     """The module (one of ``layers``) a ``torch.onnx`` node name belongs to, or ``None``.
 
-    ``torch.onnx`` scopes node names by module: ``/layer1/layer1.0/conv1/Conv`` -> segments
-    ``layer1``, ``layer1.0`` (a child of a container repeats its parent's path), ``conv1``. The
+    ``torch.onnx`` scopes node names by module: ``/layer2/layer2.0/downsample/downsample.0/Conv``
+    -> segments ``layer2``, ``layer2.0`` (a container's child repeats the parent's segment),
+    ``downsample``, ``downsample.0``: module ``layer2.0.downsample.0``. The
     deepest prefix of the segments that names a known layer wins; trailing segments (the op type,
     a runtime's suffix such as ``/WithoutBiases``) are ignored.
     """
-    best, path = None, ""
+    best, path, last = None, "", ""
     for segment in node_name.strip("/").split("/"):
-        if path and segment.startswith(path + "."):
-            path = segment
+        if last and segment.startswith(last + "."):  # a container's child: "<parent>.<child>"
+            path += segment[len(last):]
         else:
             path = f"{path}.{segment}" if path else segment
+        last = segment
         if path in layers:
             best = path
     return best

@@ -55,8 +55,20 @@ class OnnxRuntime(Runtime):
     thread_option = "SessionOptions.intra_op_num_threads"
 
     def files(self, folder: Path) -> list[Path]:
-        """``model.onnx`` and every external-data file beside it."""
-        return sorted(path for path in Path(folder).iterdir() if path.is_file())
+        """``model.onnx`` and the external-data files its initializers name."""
+        require("onnx", "onnx")
+        import onnx
+
+        model = Path(folder) / ONNX_FILE
+        graph = onnx.load(str(model), load_external_data=False).graph
+        external = {
+            entry.value
+            for init in graph.initializer
+            if init.data_location == onnx.TensorProto.EXTERNAL
+            for entry in init.external_data
+            if entry.key == "location"
+        }
+        return [model, *(Path(folder) / name for name in sorted(external))]
 
     def load(self, folder: Path, threads: int) -> _OrtSession:
         require("onnxruntime", "onnx")
