@@ -254,7 +254,7 @@ def task_recipe_problem(
         for index, step in enumerate(params.get("steps", [])):
             problem = task_recipe_problem(task, step["technique"], step["params"], device)
             if problem is not None:
-                return (f"params.steps[{index}].{problem[0]}", problem[1], problem[2])
+                return (f"steps[{index}].{problem[0]}", problem[1], problem[2])
         return None
     if technique in RUNTIME_TECHNIQUES and device != "cpu":
         return (
