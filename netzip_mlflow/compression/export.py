@@ -11,7 +11,7 @@ graph in ONNX Runtime; ``openvino`` converts it to an OpenVINO IR. The result is
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -55,6 +55,22 @@ def _runtime_result(
     return CompressionResult(model.eval(), dict(info))
 
 
+def _export(
+    runtime: Runtime, write: Callable[[Path, Path], None], model: nn.Module,
+    params: dict[str, ParamValue], data: Iterable | None, example_inputs: torch.Tensor, technique: str,
+) -> CompressionResult:
+    """Export ``model`` to ONNX (float32 or int8 QDQ), let ``write(onnx_path, folder)`` put the
+    runtime's files into ``folder`` and wrap them in a :class:`RuntimeModel`."""
+    model = model.cpu().eval()
+    source = _source_facts(model, example_inputs)
+    with tempfile.TemporaryDirectory(prefix=f"netzip-{technique}-") as tmp:
+        onnx_path, info = _exported(model, params, data, example_inputs, Path(tmp), technique)
+        ship = Path(tmp) / "ship"
+        ship.mkdir()
+        write(onnx_path, ship)
+        return _runtime_result(runtime, ship, source, info)
+
+
 def _onnx(
     model: nn.Module, params: dict[str, ParamValue], data: Iterable | None,
     example_inputs: torch.Tensor | None, hooks: TrainingHooks,
@@ -63,14 +79,8 @@ def _onnx(
     from netzip_mlflow.runtimes.onnxruntime_rt import OnnxRuntime
 
     require("onnxruntime", "onnx")
-    model = model.cpu().eval()
-    source = _source_facts(model, example_inputs)
-    with tempfile.TemporaryDirectory(prefix="netzip-onnx-") as tmp:
-        onnx_path, info = _exported(model, params, data, example_inputs, Path(tmp), "onnx")
-        ship = Path(tmp) / "ship"
-        ship.mkdir()
-        onnx_path.rename(ship / ONNX_FILE)
-        return _runtime_result(OnnxRuntime(), ship, source, info)
+    return _export(OnnxRuntime(), lambda path, ship: path.rename(ship / ONNX_FILE), model, params, data,
+                   example_inputs, "onnx")
 
 
 def _openvino(
@@ -83,14 +93,7 @@ def _openvino(
     require("openvino", "openvino")
     if params["quantize"] == "int8":
         require("onnxruntime", "openvino")  # its quantizer writes the QDQ graph OpenVINO reads
-    model = model.cpu().eval()
-    source = _source_facts(model, example_inputs)
-    with tempfile.TemporaryDirectory(prefix="netzip-openvino-") as tmp:
-        onnx_path, info = _exported(model, params, data, example_inputs, Path(tmp), "openvino")
-        ship = Path(tmp) / "ship"
-        ship.mkdir()
-        convert_to_ir(onnx_path, ship)
-        return _runtime_result(OpenVinoRuntime(), ship, source, info)
+    return _export(OpenVinoRuntime(), convert_to_ir, model, params, data, example_inputs, "openvino")
 
 
 def _params() -> tuple[ParamSpec, ...]:

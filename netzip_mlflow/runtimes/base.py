@@ -22,7 +22,6 @@ runtime).
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import importlib.metadata
 import shutil
 import tempfile
@@ -36,7 +35,7 @@ from torch import nn
 
 from netzip_mlflow.errors import ConfigError, ModelError
 from netzip_mlflow.evaluation.ops import OpsReport
-from netzip_mlflow.evaluation.size import BYTES_PER_MB, GZIP_LEVEL, SizeReport
+from netzip_mlflow.evaluation.size import SizeReport
 
 FLOAT_BITS = 32
 
@@ -213,27 +212,14 @@ class RuntimeModel(nn.Module):
             dataclasses.replace(layer, bits=bits.get(layer.name, FLOAT_BITS))
             for layer in self.source.ops.per_layer
         ]
-        return OpsReport(
-            macs=sum(layer.macs for layer in per_layer),
-            macs_effective=sum(layer.macs_effective for layer in per_layer),
-            chats=sum(layer.macs * layer.bits for layer in per_layer),
-            chats_effective=sum(layer.macs_effective * layer.bits for layer in per_layer),
-            per_layer=per_layer,
-        )
+        return OpsReport.from_layers(per_layer)
 
     def size_report(self) -> SizeReport:
         """Disk size of the files that ship (plain, and gzip -9 of their concatenation)."""
         data = b"".join(path.read_bytes() for path in sorted(self.files()))
-        params = self.source.params if self.source else 0
-        nonzero = self.source.params_nonzero if self.source else 0
-        return SizeReport(
-            disk_bytes=len(data),
-            disk_mb=len(data) / BYTES_PER_MB,
-            disk_mb_gzip=len(gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)) / BYTES_PER_MB,
-            params=params,
-            params_nonzero=nonzero,
-            sparsity=1.0 - nonzero / params if params else 0.0,
-        )
+        if self.source is None:
+            return SizeReport.of(data, 0, 0)
+        return SizeReport.of(data, self.source.params, self.source.params_nonzero)
 
     # -- pickling and copying -------------------------------------------------------------------
     def __reduce__(self) -> tuple[Any, ...]:
