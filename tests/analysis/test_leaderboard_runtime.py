@@ -20,7 +20,7 @@ def _log(client: MlflowClient, exp: str, tags: dict, metrics: dict) -> str:
     return run.info.run_id
 
 
-def test_runtime_column_and_best_run_per_runtime(tmp_path) -> None:
+def test_runtime_column_and_best_run_per_runtime(tmp_path, capsys) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
     exp = client.create_experiment("rt")
@@ -54,3 +54,11 @@ def test_runtime_column_and_best_run_per_runtime(tmp_path) -> None:
     assert table.loc[(label, "onnxruntime"), "recipe"] == "onnx_int8"  # the best of the two
     assert table.loc[(label, "openvino"), keys.LATENCY_MS] == 2.5
     assert table.loc[(label, "torch"), keys.OCS] == 3.0
+
+    from netzip_mlflow.cli.main import main
+
+    assert main(["--tracking-uri", uri, "leaderboard", "--experiment", "rt", "--by", "runtime",
+                 "--format", "csv"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("hardware,runtime,recipe,technique,ocs")
+    assert out[1].split(",")[:3] == [label, "openvino", "openvino_int8"]
