@@ -26,9 +26,10 @@ from torch import nn
 from netzip_mlflow import model_pickle
 from netzip_mlflow.errors import TrackingError
 from netzip_mlflow.runtimes.base import RuntimeModel
+from netzip_mlflow.tracking import keys
 
 MODEL_NAME = "model"
-IR_ARTIFACT = "openvino_ir"
+IR_ARTIFACT = keys.OPENVINO_IR_ARTIFACT
 
 
 def _requirements(*distributions: str) -> list[str]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from netzip_mlflow.evaluation.evaluator import evaluate
+from netzip_mlflow.evaluation.evaluator import measure
 from netzip_mlflow.evaluation.latency import LatencySettings
 from netzip_mlflow.evaluation.settings import EvaluationConfig
 from netzip_mlflow.tracking import keys
@@ -24,9 +24,8 @@ def _config(isolate: bool, threads: int = 1) -> EvaluationConfig:
 @pytest.mark.parametrize(("label", "runtime"), [("onnx_int8", "onnxruntime"), ("openvino", "openvino")])
 def test_isolated_worker_runs_the_runtime_and_records_its_threads(label, runtime, exported, trained, digits):
     test = digits[2]
-    base = evaluate(trained, test, config=_config(False), log_to_mlflow=False)
-    report = evaluate(exported[label].model, test, config=_config(True, threads=2), baseline=base,
-                      log_to_mlflow=False)
+    base = measure(trained, test, config=_config(False))
+    report = measure(exported[label].model, test, config=_config(True, threads=2), baseline=base)
     tags = report.tags
     assert tags[keys.TAG_RUNTIME] == runtime
     assert tags[keys.TAG_RUNTIME_ISOLATED] == "true"
@@ -44,8 +43,8 @@ def test_isolated_worker_runs_the_runtime_and_records_its_threads(label, runtime
 
 
 @pytest.mark.parametrize("label", ["onnx", "openvino_int8"])
-def test_logged_runtime_models_load_back(label, exported, tmp_path):
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+def test_logged_runtime_models_load_back(label, exported):
+    # the suite's autouse fixture gives this test its own tracking store
     model = exported[label].model
     x = torch.randn(5, 1, 8, 8)
     with mlflow.start_run():
