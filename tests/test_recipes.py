@@ -235,3 +235,62 @@ def test_deep_compression_runs_pipelines_and_distillation(tmp_path: Path, tracki
     assert int(chain.data.params["result.step3.quantized_layers"]) >= 3
     distilled = runs["distill_half_width"]
     assert distilled.data.metrics[keys.PARAMS] < runs["baseline"].data.metrics[keys.PARAMS]
+
+
+def test_case_study_2_has_the_papers_runtimes() -> None:
+    spec = load_study(ROOT / "recipes/case_study_2.yaml")
+    kinds = {
+        r.name: (r.technique, r.params.get("quantize")) for r in spec.recipes if r.technique != "pipeline"
+    }
+    assert kinds == {
+        "torch_ptq_int8": ("ptq", None), "onnx_fp32": ("onnx", "none"), "onnx_int8": ("onnx", "int8"),
+        "openvino_fp32": ("openvino", "none"), "openvino_int8": ("openvino", "int8"),
+    }
+    last_steps = {r.params["steps"][-1]["technique"] for r in spec.recipes if r.technique == "pipeline"}
+    assert last_steps == {"ptq", "onnx", "openvino"}
+    assert spec.data.builtin == "mnist" and spec.model.arch == "resnet18"
+
+
+@pytest.mark.slow
+def test_case_study_2_runs_and_a_failed_export_fails_only_its_run(
+    tmp_path: Path, tracking: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
+    import torch.onnx
+
+    real_export = torch.onnx.export
+
+    def export(*args, **kwargs):  # the recipe asking for opset 16 hits an unexportable operator
+        if kwargs.get("opset_version") == 16:
+            raise torch.onnx.errors.UnsupportedOperatorError("aten::fft_fft2", 16, None)
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", export)
+    overrides = {
+        **QUICK, "data.builtin": "digits", "data.limit": 300, "data.batch_size": 32,
+        "recipes.0.params.calibration_batches": 2, "recipes.2.params.calibration_batches": 2,
+        "recipes.4.params.calibration_batches": 2,
+    }
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "recipes/case_study_2.yaml").read_text())
+    raw["recipes"].append({"name": "unexportable", "technique": "onnx", "params": {"opset": 16}})
+    study = tmp_path / "case_study_2.yaml"
+    study.write_text(yaml.safe_dump(raw))
+    result = run_study(study, overrides, progress=False)
+    assert [(o.recipe, o.status) for o in result.failed] == [("unexportable", "FAILED")]
+    assert "aten::fft_fft2" in result.failed[0].error
+    runs = _runs(tracking, "netzip-case-study-2")
+    assert runs["unexportable"].info.status == "FAILED"
+    assert "aten::fft_fft2" in runs["unexportable"].data.tags[keys.TAG_ERROR]
+    runtimes = {name: run.data.tags.get(keys.TAG_RUNTIME) for name, run in runs.items() if name != "unexportable"}
+    assert runtimes["baseline"] == runtimes["torch_ptq_int8"] == runtimes["structured75_ft_ptq"] == "torch"
+    assert runtimes["onnx_int8"] == runtimes["structured75_ft_onnx_int8"] == "onnxruntime"
+    assert runtimes["openvino_fp32"] == runtimes["structured75_ft_openvino_int8"] == "openvino"
+    ptq, onnx_int8 = runs["torch_ptq_int8"].data.metrics, runs["onnx_int8"].data.metrics
+    assert onnx_int8[keys.CHATS] == ptq[keys.CHATS] and onnx_int8[keys.MACS] == ptq[keys.MACS]
+    assert keys.OCS in onnx_int8  # ratios against the torch fp32 baseline
+    assert runs["openvino_int8"].data.tags[keys.TAG_SW_PREFIX + "openvino"]
+    table = result.leaderboard
+    assert set(table["runtime"]) == {"torch", "onnxruntime", "openvino"}

@@ -254,6 +254,14 @@ DETECTION_NOT_APPLICABLE: dict[str, str] = {
         "detector trains on a dict of losses"
     ),
 }
+_EXPORT_REASON = (
+    "a netzip runtime model takes one batch tensor and returns class logits; running a torchvision "
+    "detector (a list of images in, per-image box dicts out of data-dependent region proposals and "
+    "NMS) through an ONNX Runtime or OpenVINO session and scoring it is not implemented"
+)
+RUNTIME_TECHNIQUES = ("onnx", "openvino")
+DETECTION_NOT_APPLICABLE["onnx"] = _EXPORT_REASON
+DETECTION_NOT_APPLICABLE["openvino"] = _EXPORT_REASON
 DETECTION_TECHNIQUES = ("ptq_dynamic", "fp16", "prune_unstructured", "prune_structured")
 
 
@@ -264,6 +272,18 @@ def task_recipe_problem(
 
     Field names are relative to the recipe (``technique``, ``params.finetune_epochs``).
     """
+    if technique == "pipeline":
+        for index, step in enumerate(params.get("steps", [])):
+            problem = task_recipe_problem(task, step["technique"], step["params"], device)
+            if problem is not None:
+                return (f"steps[{index}].{problem[0]}", problem[1], problem[2])
+        return None
+    if technique in RUNTIME_TECHNIQUES and device != "cpu":
+        return (
+            "technique",
+            f"{technique!r} runs the model in a CPU runtime, but the study evaluates on {device}",
+            "set evaluation.device: cpu for a study with onnx or openvino recipes",
+        )
     if task != "detection":
         return None
     if technique == "fp16" and not device.startswith("cuda"):

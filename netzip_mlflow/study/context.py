@@ -17,7 +17,8 @@ from netzip_mlflow.evaluation.latency import LatencySettings
 from netzip_mlflow.evaluation.settings import EvaluationConfig
 from netzip_mlflow.models import rebuild
 from netzip_mlflow.tracking import keys
-from netzip_mlflow.tracking.model_logging import log_torch_model
+from netzip_mlflow.runtimes.base import RuntimeModel
+from netzip_mlflow.tracking.model_logging import log_model
 from netzip_mlflow.tracking.retry import retry_locked
 from netzip_mlflow.tracking.stored_model import log_model_weights
 
@@ -114,10 +115,14 @@ def baseline_manifest(spec: StudySpec, data: StudyData) -> rebuild.Manifest:
 def log_study_model(
     model: nn.Module, data: StudyData, manifest: rebuild.Manifest, baseline: nn.Module | None = None
 ) -> None:
-    """Log to the active run MLflow's pickled model plus the tensors-only copy and its rebuild
-    manifest (with their SHA-256 tags, see :mod:`netzip_mlflow.tracking.stored_model`)."""
-    retry_locked(log_torch_model, model, example_inputs(data))
-    retry_locked(log_model_weights, model, manifest, baseline)
+    """Log ``model`` to the active run in its runtime's MLflow flavor and, for a torch module, the
+    tensors-only copy and its rebuild manifest (with their SHA-256 tags, see
+    :mod:`netzip_mlflow.tracking.stored_model`). An ONNX Runtime / OpenVINO model is logged as its
+    runtime's files only (data, not a pickle: :func:`~netzip_mlflow.tracking.model_logging.load_runtime_model`
+    reads them back without unpickling), so it needs no tensors-only copy."""
+    retry_locked(log_model, model, example_inputs(data))
+    if not isinstance(model, RuntimeModel):
+        retry_locked(log_model_weights, model, manifest, baseline)
 
 
 def count_parameters(model: nn.Module) -> int:
