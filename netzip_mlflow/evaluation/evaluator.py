@@ -8,6 +8,7 @@ ratios, the OCS and the class-level impact.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Iterable
@@ -15,10 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from netzip_mlflow.analysis.chance import check_chance
 from netzip_mlflow.analysis.class_impact import ClassImpact, class_impact
 from netzip_mlflow.analysis.ratios import compute_ratios
 from netzip_mlflow.data.batches import Batch, as_batches, first_batch
@@ -113,6 +116,20 @@ def gather_images(data: Iterable[Batch], indices: Iterable[int]) -> dict[int, to
     return found
 
 
+def most_confident_first(exemplars: pd.DataFrame, predictions: Predictions | None) -> pd.DataFrame:
+    """The exemplars ordered by the compressed model's confidence in its (changed) answer, highest first.
+
+    Adds ``compressed_confidence`` (softmax probability of its top-1, fraction). A confident flip is
+    the most informative one to look at: the compressed model is sure of an answer the baseline did
+    not give. Ties (and predictions without confidences) keep the sample order.
+    """
+    if predictions is None or predictions.confidence is None or exemplars.empty:
+        return exemplars
+    conf = predictions.confidence[exemplars["index"].to_numpy(dtype=np.int64)]
+    ordered = exemplars.assign(compressed_confidence=conf)
+    return ordered.sort_values("compressed_confidence", ascending=False, kind="stable").reset_index(drop=True)
+
+
 def compare(report: EvaluationReport, baseline: EvaluationReport | str, config: EvaluationConfig) -> None:
     """Add agreement, ratios, OCS and class-level impact against ``baseline`` to ``report`` in place."""
     facts = _baseline_facts(baseline)
@@ -135,6 +152,12 @@ def compare(report: EvaluationReport, baseline: EvaluationReport | str, config: 
         )
         report.metrics.update(report.impact.as_metrics())
         report.tags[keys.TAG_CIE_METHOD] = report.impact.method
+    withheld = _chance_reason(report, facts, config)
+    if withheld is not None:
+        report.tags[keys.TAG_OCS_WITHHELD] = withheld
+        report.tags[keys.TAG_MISSING_RATIOS] = "all (model at chance)"
+        log.warning("ratios and OCS withheld: %s (--score-at-chance computes them anyway)", withheld)
+        return
     result = compute_ratios(facts.metrics, report.metrics, config.ratios)
     for name, value in result.ratios.items():
         report.tags[keys.ratio_metric_tag(name)] = result.metrics_used[name]
@@ -143,6 +166,25 @@ def compare(report: EvaluationReport, baseline: EvaluationReport | str, config: 
     if not math.isnan(result.ocs):
         report.metrics[keys.OCS] = result.ocs
     report.tags[keys.TAG_MISSING_RATIOS] = ",".join(result.missing) or "none"
+
+
+def _chance_reason(report: EvaluationReport, facts: BaselineFacts, config: EvaluationConfig) -> str | None:
+    """Why ratios would compare noise (baseline or compressed top-1 not above chance), or ``None``.
+
+    Only for top-1 as the performance metric and unless ``config.ratios.score_at_chance``.
+    """
+    if config.ratios.score_at_chance or config.ratios.performance != keys.TOP1 or report.predictions is None:
+        return None
+    labels = report.predictions.labels
+    reasons = []
+    for who, metrics in (("baseline", facts.metrics), ("compressed model", report.metrics)):
+        top1 = metrics.get(keys.TOP1)
+        if top1 is None or not math.isfinite(top1):
+            continue
+        check = check_chance(top1, labels)
+        if check.at_chance:
+            reasons.append(check.describe(who))
+    return "; ".join(reasons) or None
 
 
 def evaluate(
@@ -207,6 +249,8 @@ def evaluate(
     if baseline is not None:
         compare(report, baseline, config)
         if report.impact is not None and len(report.impact.exemplars):
+            ordered = most_confident_first(report.impact.exemplars, report.predictions)
+            report.impact = dataclasses.replace(report.impact, exemplars=ordered)
             first = report.impact.exemplars["index"].head(EXEMPLAR_GRID)
             report.exemplar_images = gather_images(batches, first)
     if log_to_mlflow:

@@ -35,9 +35,9 @@ from netzip_mlflow.compression.registry import compress
 from netzip_mlflow.config.loader import load_study
 from netzip_mlflow.config.schema import RecipeSpec, StudySpec
 from netzip_mlflow.evaluation.evaluator import EvaluationReport, evaluate
-from netzip_mlflow.models.loading import load_model_file
+from netzip_mlflow.models.baseline import BaselineModel, make_baseline
+from netzip_mlflow.models.loading import open_model_file
 from netzip_mlflow.models.training import train
-from netzip_mlflow.models.zoo import build_model
 from netzip_mlflow.study.checks import check_model_outputs
 from netzip_mlflow.study.executors import Executor, StudyJob, make_executor
 from netzip_mlflow.study.context import StudyData, evaluation_config, example_inputs, load_data
@@ -140,32 +140,35 @@ def _trains(recipe: RecipeSpec) -> bool:
     return any(k.endswith("epochs") and isinstance(v, int) and v > 0 for k, v in recipe.params.items())
 
 
-def initial_model(spec: StudySpec, data: StudyData) -> nn.Module:
+def initial_model(spec: StudySpec, data: StudyData) -> BaselineModel:
     """The baseline before training: built from ``model.arch`` or loaded from ``model.path``.
 
     Checked on one real test batch (input shape, (batch, classes) output, label range, finite
-    outputs) before anything is logged, so a bad model fails fast with a one-line error.
+    outputs) before anything is logged, so a bad model fails fast with a one-line error. The
+    returned ``params`` say what was really built (logged as the baseline run's ``model.*`` params).
     """
     if spec.task == "detection":
         return _initial_detector(spec, data)
     split = data.split
-    model = build_model(spec.model.arch, len(split.classes), split.input_shape, seed=spec.seed)
-    what = f"model.arch {spec.model.arch!r}"
-    if spec.model.path is not None:
-        model = load_model_file(spec.model.path, model, trust=spec.model.trust_model_file)
-        what = f"the model in {spec.model.path}"
+    built = make_baseline(
+        spec.model.arch, len(split.classes), split.input_shape, seed=spec.seed,
+        path=spec.model.path, trust=spec.model.trust_model_file,
+    )
+    what = f"the model in {spec.model.path}" if built.loaded else f"model.arch {spec.model.arch!r}"
     inputs, labels = _first_batch(data.test)
-    check_model_outputs(model, inputs, labels, len(split.classes), what)
-    return model
+    check_model_outputs(built.model, inputs, labels, len(split.classes), what)
+    return built
 
 
-def _baseline_model(spec: StudySpec, data: StudyData, progress: bool, run_id: str, model: nn.Module | None) -> nn.Module:
-    model = model if model is not None else initial_model(spec, data)
-    if spec.model.path is not None:
-        return model
+def _baseline_model(spec: StudySpec, data: StudyData, progress: bool, run_id: str, built: BaselineModel | None) -> nn.Module:
+    built = built if built is not None else initial_model(spec, data)
+    model = built.model
     t = spec.model.train
-    retry_locked(mlflow.log_params, {"train.epochs": t.epochs, "train.lr": t.lr, "train.optimizer": t.optimizer})
+    retry_locked(mlflow.log_params, {**built.params, "train.epochs": t.epochs, "train.lr": t.lr, "train.optimizer": t.optimizer})
     if t.epochs:
+        if built.loaded:
+            log.warning("fine-tuning the model loaded from %s for %d epochs (model.train.epochs)", spec.model.path, t.epochs)
+            retry_locked(mlflow.set_tag, keys.TAG_BASELINE_FINETUNED, "true")
         torch.manual_seed(spec.seed)
         e = spec.evaluation
         fit = _train_detector if spec.task == "detection" else train
@@ -177,19 +180,22 @@ def _baseline_model(spec: StudySpec, data: StudyData, progress: bool, run_id: st
     return model
 
 
-def _arch(spec: StudySpec) -> str:
-    return spec.detection_arch if spec.task == "detection" else spec.model.arch
-
-
-def _initial_detector(spec: StudySpec, data: StudyData) -> nn.Module:
+def _initial_detector(spec: StudySpec, data: StudyData) -> BaselineModel:
     """A torchvision detector for the study's classes, or the user's file loaded into it."""
     from netzip_mlflow.models.detection_zoo import build_detector
 
     split = data.split
     model = build_detector(spec.detection_arch, split.num_classes, split.input_shape[1], seed=spec.seed)
+    params = {"model.arch": spec.detection_arch, "model.source": "built", "model.format": "random init"}
     if spec.model.path is not None:
-        model = load_model_file(spec.model.path, model, trust=spec.model.trust_model_file)
-    return model
+        loaded = open_model_file(spec.model.path, model, trust=spec.model.trust_model_file)
+        model = loaded.model
+        params = {
+            "model.arch": type(model).__name__ if loaded.whole_module else spec.detection_arch,
+            "model.source": str(spec.model.path),
+            "model.format": "whole module" if loaded.whole_module else "state_dict",
+        }
+    return BaselineModel(model, params)
 
 
 def _train_detector(model: nn.Module, *args: Any, **kwargs: Any) -> None:
@@ -199,14 +205,14 @@ def _train_detector(model: nn.Module, *args: Any, **kwargs: Any) -> None:
 
 
 def _run_baseline(
-    spec: StudySpec, data: StudyData, progress: bool, model: nn.Module | None = None
+    spec: StudySpec, data: StudyData, progress: bool, model: BaselineModel | None = None
 ) -> tuple[nn.Module, EvaluationReport]:
     """Train (or take) the baseline, evaluate and log it in its own run; ``model`` from :func:`initial_model`."""
     config = evaluation_config(spec, data.split.classes, progress)
     tags = {keys.TAG_ROLE: keys.ROLE_BASELINE, keys.TAG_STUDY: spec.study, TAG_CONFIG_HASH: baseline_hash(spec)}
     with retry_locked(mlflow.start_run, run_name="baseline", nested=True, tags=tags) as run:
         try:
-            retry_locked(mlflow.log_params, {"model.arch": _arch(spec), "data.source": data.split.name, "seed": spec.seed})
+            retry_locked(mlflow.log_params, {"data.source": data.split.name, "seed": spec.seed})
             model = _baseline_model(spec, data, progress, run.info.run_id, model)
             report = evaluate(model.eval(), data.test, spec.task, config, log_to_mlflow=True)
             retry_locked(log_torch_model, model, example_inputs(data))
@@ -346,7 +352,7 @@ def _run_in_parent(
     progress: bool,
     previous: PreviousRuns,
     parent_id: str,
-    model: nn.Module,
+    model: BaselineModel,
     executor: Executor,
     experiment_id: str,
 ) -> StudyResult:
