@@ -20,7 +20,7 @@ import gc
 import logging
 import re
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from netzip_mlflow.models.baseline import BaselineModel, make_baseline
 from netzip_mlflow.models.loading import open_model_file
 from netzip_mlflow.models.training import train
 from netzip_mlflow.study.checks import check_model_outputs
-from netzip_mlflow.study.executors import Executor, StudyJob, make_executor
+from netzip_mlflow.study.executors import Executor, LocalExecutor, StudyJob, make_executor
 from netzip_mlflow.study.context import StudyData, evaluation_config, example_inputs, load_data
 from netzip_mlflow.study.resume import (
     TAG_CONFIG_HASH,
@@ -266,6 +266,7 @@ def _run_recipe(
                 result = compress(
                     baseline, recipe.technique, recipe.params, data=data.train,
                     example_inputs=example_inputs(data), on_epoch_end=_epoch_logger("finetune"),
+                    progress=progress,
                 )
             retry_locked(mlflow.log_params, _flat_params("result.", result.info))
             if spec.task != "detection":  # detectors return per-image box lists, checked by their metrics
@@ -283,6 +284,30 @@ def _run_recipe(
             log.error("recipe %s failed: %s", recipe.name, message)
             return RecipeOutcome(recipe.name, recipe.technique, run_id, "FAILED", message)
     return RecipeOutcome(recipe.name, recipe.technique, run_id, "FINISHED", ocs=report.metrics.get(keys.OCS))
+
+
+PhaseFn = Callable[[str], None]
+"""Receives one status line per phase of a study."""
+
+
+def _model_line(spec: StudySpec) -> str:
+    m = spec.model
+    if m.path is None:
+        return f"{spec.detection_arch if spec.task == 'detection' else m.arch}, random init"
+    return f"{m.arch if not m.trust_model_file else 'module'} from {m.path}"
+
+
+def _announced(run_recipe: Callable[..., RecipeOutcome], phase: PhaseFn, total: int) -> Callable[..., RecipeOutcome]:
+    """``run_recipe`` that first reports "recipe i of n: name (technique)" (local executor only)."""
+    count = 0
+
+    def run(recipe: RecipeSpec, *args: Any, **kwargs: Any) -> RecipeOutcome:
+        nonlocal count
+        count += 1
+        phase(f"recipe {count} of {total}: {recipe.name} ({recipe.technique})")
+        return run_recipe(recipe, *args, **kwargs)
+
+    return run
 
 
 def _reused_outcome(recipe: RecipeSpec, previous: PreviousRuns) -> RecipeOutcome | None:
@@ -305,6 +330,7 @@ def run_study(
     fresh: bool = False,
     trust_model_file: bool = False,
     executor: Executor | None = None,
+    on_phase: PhaseFn | None = None,
 ) -> StudyResult:
     """Run a study: train or load the baseline, evaluate it, then compress and evaluate each recipe.
 
@@ -318,16 +344,21 @@ def run_study(
             arbitrary code: only for files you made yourself (same as ``model.trust_model_file``).
         executor: where recipes run (default: the study's ``executor:`` section, i.e. one after
             another in this process; see :mod:`netzip_mlflow.study.executors`).
+        on_phase: called with one line as each phase starts ("measuring the baseline",
+            "recipe 2 of 3: ..."); the CLI prints them. Default: logged at INFO level.
 
     Returns the runs made (or reused) and the study's leaderboard. Failed recipes are in
     ``result.failed``.
     """
+    phase = on_phase or (lambda line: log.info("%s", line))
     spec = study if isinstance(study, StudySpec) else load_study(study, overrides)
     if trust_model_file:
         spec = _with_trust(spec)
     executor = executor or make_executor(spec.executor)
     executor.prepare(spec, mlflow.get_tracking_uri())  # e.g. Ray needs an http:// tracking server
+    phase(f"study {spec.study}: loading the data")
     data = load_data(spec)  # bad data and bad models fail here, before the store is touched
+    phase(f"building the baseline model ({_model_line(spec)})")
     model = initial_model(spec, data)
     experiment_id = ensure_experiment(spec.experiment_name)
     retry_locked(mlflow.set_experiment, experiment_id=experiment_id)  # nested runs follow it
@@ -339,7 +370,7 @@ def run_study(
         parent_run = retry_locked(mlflow.start_run, run_name=safe_name(spec.study), tags=tags)
     with parent_run as parent:
         try:
-            result = _run_in_parent(spec, data, progress, previous, parent.info.run_id, model, executor, experiment_id)
+            result = _run_in_parent(spec, data, progress, previous, parent.info.run_id, model, executor, experiment_id, phase)
         except BaseException as exc:
             _record_failure(exc)
             raise
@@ -355,6 +386,7 @@ def _run_in_parent(
     model: BaselineModel,
     executor: Executor,
     experiment_id: str,
+    phase: PhaseFn,
 ) -> StudyResult:
     resumed = previous.study_run_id is not None
     if resumed:
@@ -370,9 +402,13 @@ def _run_in_parent(
         retry_locked(mlflow.log_params, {"seed": spec.seed, "recipes": len(spec.recipes), "data.train_samples": len(data.split.train), "data.test_samples": len(data.split.test)})
     reused = _reuse_baseline(previous)
     if reused is not None:
+        phase("reusing the baseline of the interrupted study run")
         baseline, base_ref = reused
         base_run_id = base_ref
     else:
+        epochs = spec.model.train.epochs
+        training = f"training {epochs} epoch{'s' if epochs != 1 else ''}, then " if epochs else ""
+        phase(f"baseline: {training}measuring")
         baseline, base_ref = _run_baseline(spec, data, progress, model)
         base_run_id = base_ref.run_id or ""
     result = StudyResult(
@@ -387,7 +423,13 @@ def _run_in_parent(
         else:
             pending.append(recipe)
     job = StudyJob(spec, data, baseline, base_ref, parent_id, experiment_id, mlflow.get_tracking_uri(), progress)
-    result.outcomes.extend(executor.run_recipes(job, pending, _run_recipe))
+    if result.outcomes:
+        phase(f"{len(result.outcomes)} of {len(spec.recipes)} recipes reused from the interrupted study run")
+    run_recipe = _announced(_run_recipe, phase, len(pending)) if isinstance(executor, LocalExecutor) else _run_recipe
+    if pending and not isinstance(executor, LocalExecutor):
+        phase(f"{len(pending)} recipes submitted to {type(executor).__name__}")
+    result.outcomes.extend(executor.run_recipes(job, pending, run_recipe))
+    phase("ranking the recipes and drawing the plots")
     result.leaderboard = _log_leaderboard(spec, {o.run_id for o in result.outcomes})
     _log_population(spec)
     return result
@@ -409,6 +451,20 @@ def _log_population(spec: StudySpec) -> None:
         retry_locked(mlflow.log_metrics, {f"cie_population/{r.recipe}/impacted_classes": float(r.impact.impacted_classes) for r in results})
 
 
+def _this_study_run(board: pd.DataFrame, run_ids: set[str]) -> pd.DataFrame:
+    """The rows of ``run_ids`` and of the baselines they refer to, re-ranked among themselves."""
+    from netzip_mlflow.analysis.leaderboard import ROLE_COLUMN
+
+    compressed = board["run_id"].isin(run_ids)
+    base = (board[ROLE_COLUMN] == keys.ROLE_BASELINE) & board["run_id"].isin(board.loc[compressed, "baseline_run_id"])
+    out = board[compressed | base].reset_index(drop=True)
+    ranked = (out[ROLE_COLUMN] != keys.ROLE_BASELINE) & out["rank"].notna()
+    if keys.OCS in out.columns:
+        out.loc[ranked, "rank"] = out.loc[ranked, keys.OCS].rank(ascending=False, method="min").astype("Int64")
+    out.attrs = dict(board.attrs)
+    return out
+
+
 def _log_leaderboard(spec: StudySpec, run_ids: set[str] | None = None) -> pd.DataFrame | None:
     """Rank this study run's recipe runs (``run_ids``; earlier study runs of the same name are left
     out) and log the table and plots to the study run."""
@@ -416,30 +472,30 @@ def _log_leaderboard(spec: StudySpec, run_ids: set[str] | None = None) -> pd.Dat
 
     from netzip_mlflow.analysis.leaderboard import baselines, leaderboard
     from netzip_mlflow.analysis.plots import bubble_plot, ocs_bar_plot, radar_plot
-    from netzip_mlflow.analysis.render import render
+    from netzip_mlflow.analysis.render import display_frame, render
     from netzip_mlflow.analysis.sweeps import plot_sweep, sweep_series
 
-    board = leaderboard(spec.experiment_name, study=spec.study)
+    board = leaderboard(spec.experiment_name, study=spec.study, with_baseline=True)
     if run_ids is not None and not board.empty:
-        board = board[board["run_id"].isin(run_ids)].reset_index(drop=True)
-        if "rank" in board.columns and keys.OCS in board.columns:
-            board["rank"] = board[keys.OCS].rank(ascending=False, method="min").astype("Int64")
+        board = _this_study_run(board, run_ids)
     if board.empty:
         return board
     retry_locked(mlflow.log_text, render(board, "csv"), "leaderboard/leaderboard.csv")
     retry_locked(mlflow.log_text, render(board, "html"), "leaderboard/leaderboard.html")
+    retry_locked(mlflow.log_table, data=display_frame(board), artifact_file="leaderboard/leaderboard_table.json")
     base = baselines(spec.experiment_name, study=spec.study)
     referenced = base[base["run_id"].isin(board["baseline_run_id"])] if not base.empty else base
     star = referenced.iloc[0] if not referenced.empty else None  # the baseline of the bubble plot
+    compressed = board[board["role"] != keys.ROLE_BASELINE]
     figures = {
-        "radar": radar_plot(board),
-        "ocs_bars": ocs_bar_plot(board),
-        "accuracy_latency_bubbles": bubble_plot(board, baseline=star),
+        "radar": radar_plot(compressed),
+        "ocs_bars": ocs_bar_plot(compressed),
+        "accuracy_latency_bubbles": bubble_plot(compressed, baseline=star),
     }
     for name, fig in figures.items():
         retry_locked(mlflow.log_figure, fig, f"plots/{name}.png")
     nonzero = dict(zip(base["run_id"], base[keys.PARAMS_NONZERO])) if keys.PARAMS_NONZERO in base else {}
-    series = sweep_series(board, nonzero)
+    series = sweep_series(compressed, nonzero)
     if series:
         with tempfile.TemporaryDirectory() as tmp:
             retry_locked(mlflow.log_artifact, str(plot_sweep(series, f"{tmp}/impact_vs_sparsity.png")), "plots")
