@@ -458,7 +458,7 @@ def leaderboard(
         tracking_uri: the MLflow store to read (default: MLflow's current tracking URI).
         max_results: return only the first ``max_results`` ranked rows (ranking and Pareto flags
             still consider every run).
-        with_baseline: put the baselines the rows refer to first, as rank 0 with ``role``
+        with_baseline: put the baselines the ranked rows refer to first, as rank 0 with ``role``
             ``baseline`` and their raw metrics (what the ratios compare against).
 
     Returns:
@@ -500,7 +500,8 @@ def leaderboard(
     if failed.any():
         parts.append(frame[failed].assign(note="run failed", pareto_latency=False, pareto_size=False))
     if with_baseline:
-        parts.insert(0, _baseline_rows(baselines, ranked["baseline_run_id"]))
+        usable = ranked["ranked"].astype(bool)  # not the baselines of runs on other hardware, say
+        parts.insert(0, _baseline_rows(baselines, ranked.loc[usable, "baseline_run_id"]))
     result = pd.concat([p for p in parts if not p.empty] or [ranked], ignore_index=True)
     result[ROLE_COLUMN] = result[ROLE_COLUMN].fillna(keys.ROLE_COMPRESSED) if ROLE_COLUMN in result else keys.ROLE_COMPRESSED
     result = result[_column_order(result)]

@@ -156,7 +156,10 @@ def compare(report: EvaluationReport, baseline: EvaluationReport | str, config: 
     if withheld is not None:
         report.tags[keys.TAG_OCS_WITHHELD] = withheld
         report.tags[keys.TAG_MISSING_RATIOS] = "all (model at chance)"
-        log.warning("ratios and OCS withheld: %s (--score-at-chance computes them anyway)", withheld)
+        first_time = (facts.run_id, withheld.split(" top-1")[0]) not in _WARNED
+        _WARNED.add((facts.run_id, withheld.split(" top-1")[0]))
+        level = logging.WARNING if first_time or facts.run_id is None else logging.INFO  # once per baseline
+        log.log(level, "ratios and OCS withheld: %s (--score-at-chance computes them anyway)", withheld)
         return
     result = compute_ratios(facts.metrics, report.metrics, config.ratios)
     for name, value in result.ratios.items():
@@ -166,6 +169,10 @@ def compare(report: EvaluationReport, baseline: EvaluationReport | str, config: 
     if not math.isnan(result.ocs):
         report.metrics[keys.OCS] = result.ocs
     report.tags[keys.TAG_MISSING_RATIOS] = ",".join(result.missing) or "none"
+
+
+_WARNED: set[tuple[str | None, str]] = set()
+"""(baseline run id, who is at chance) already warned about: a study warns once, not per recipe."""
 
 
 def _chance_reason(report: EvaluationReport, facts: BaselineFacts, config: EvaluationConfig) -> str | None:

@@ -474,6 +474,7 @@ def _log_leaderboard(spec: StudySpec, run_ids: set[str] | None = None) -> pd.Dat
     from netzip_mlflow.analysis.plots import bubble_plot, ocs_bar_plot, radar_plot
     from netzip_mlflow.analysis.render import display_frame, render
     from netzip_mlflow.analysis.sweeps import plot_sweep, sweep_series
+    from netzip_mlflow.errors import DataError
 
     board = leaderboard(spec.experiment_name, study=spec.study, with_baseline=True)
     if run_ids is not None and not board.empty:
@@ -488,12 +489,21 @@ def _log_leaderboard(spec: StudySpec, run_ids: set[str] | None = None) -> pd.Dat
     star = referenced.iloc[0] if not referenced.empty else None  # the baseline of the bubble plot
     compressed = board[board["role"] != keys.ROLE_BASELINE]
     figures = {
-        "radar": radar_plot(compressed),
-        "ocs_bars": ocs_bar_plot(compressed),
-        "accuracy_latency_bubbles": bubble_plot(compressed, baseline=star),
+        "radar": lambda: radar_plot(compressed),
+        "ocs_bars": lambda: ocs_bar_plot(compressed),
+        "accuracy_latency_bubbles": lambda: bubble_plot(compressed, baseline=star),
     }
-    for name, fig in figures.items():
+    skipped = []
+    for name, draw in figures.items():
+        try:
+            fig = draw()
+        except DataError as exc:  # e.g. no finite OCS (every model at chance): the study still finishes
+            skipped.append(f"{name}: {exc}")
+            continue
         retry_locked(mlflow.log_figure, fig, f"plots/{name}.png")
+    if skipped:
+        log.warning("plots not drawn: %s", "; ".join(skipped))
+        retry_locked(mlflow.set_tag, keys.TAG_PLOTS_SKIPPED, "; ".join(skipped)[:500])
     nonzero = dict(zip(base["run_id"], base[keys.PARAMS_NONZERO])) if keys.PARAMS_NONZERO in base else {}
     series = sweep_series(compressed, nonzero)
     if series:

@@ -11,6 +11,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from netzip_mlflow.errors import TrackingError
+from netzip_mlflow.tracking import keys
 
 _TRANSIENT = ("database is locked", "unique constraint", "already exists", "integrityerror", "deadlock")
 
@@ -65,6 +66,10 @@ def store_client(tracking_uri: str | None = None) -> MlflowClient:
 def ensure_experiment(name: str, client: MlflowClient | None = None, attempts: int = 8) -> str:
     """The id of experiment ``name``, created if needed.
 
+    A new experiment gets the tag ``mlflow.experimentKind = custom_model_development``, so MLflow 3's
+    UI opens it on its runs (model-training) view instead of the GenAI overview; an existing
+    experiment is left as it is (it is the user's).
+
     Two studies starting together may both try to create it (one loses the race: the name already
     exists) or find SQLite locked: those are retried with jittered back-off. Any other failure (for
     example a tracking server that cannot be reached, after MLflow's own bounded HTTP retries, see
@@ -80,7 +85,7 @@ def ensure_experiment(name: str, client: MlflowClient | None = None, attempts: i
                 if experiment.lifecycle_stage == "deleted":
                     client.restore_experiment(experiment.experiment_id)
                 return experiment.experiment_id
-            return client.create_experiment(name)
+            return client.create_experiment(name, tags={keys.EXPERIMENT_KIND_TAG: keys.EXPERIMENT_KIND})
         except Exception as exc:  # noqa: BLE001 - MlflowException, or sqlalchemy/requests errors let through
             last = exc
             if not _transient(exc):
