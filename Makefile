@@ -23,6 +23,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 ui: $(STAMP)
+	@echo "open the link netzip run printed (…/#/experiments/ID/runs?workflowType=machine_learning), or pick Model training top left"
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db
 
 clean:

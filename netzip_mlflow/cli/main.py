@@ -139,9 +139,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _print_caveats(result.leaderboard)
     import mlflow
 
+    from netzip_mlflow.tracking.experiments import experiment_link
+
     uri = mlflow.get_tracking_uri()
     console.print(f"\nRuns are in experiment [bold]{escape(result.experiment)}[/] at {escape(uri)}", soft_wrap=True)
-    console.print(f"Open the MLflow UI:  {escape(ui_command(uri))}", soft_wrap=True, highlight=False)
+    if uri.startswith(("http://", "https://")):
+        console.print(f"Open {escape(uri.rstrip('/'))}/{experiment_link(result.experiment_id)}", soft_wrap=True, highlight=False)
+    else:
+        console.print(f"Open the MLflow UI:  {escape(ui_command(uri))}", soft_wrap=True, highlight=False)
+        console.print(f"then http://127.0.0.1:5000/{experiment_link(result.experiment_id)}", soft_wrap=True, highlight=False)
     if result.failed:
         for outcome in result.failed:
             err_console.print(f"[red]FAILED[/] {outcome.recipe} ({outcome.technique}): {escape(outcome.error or '')}", highlight=False, soft_wrap=True)

@@ -83,6 +83,7 @@ class StudyResult:
     study_run_id: str
     baseline_run_id: str
     outcomes: list[RecipeOutcome] = field(default_factory=list)
+    experiment_id: str = ""
     leaderboard: pd.DataFrame | None = None
     resumed: bool = False
     baseline_reused: bool = False
@@ -412,7 +413,7 @@ def _run_in_parent(
         baseline, base_ref = _run_baseline(spec, data, progress, model)
         base_run_id = base_ref.run_id or ""
     result = StudyResult(
-        spec.study, spec.experiment_name, parent_id, base_run_id,
+        spec.study, spec.experiment_name, parent_id, base_run_id, experiment_id=experiment_id,
         resumed=resumed, baseline_reused=reused is not None, killed=list(previous.killed),
     )
     pending = []

@@ -99,3 +99,18 @@ def ensure_experiment(name: str, client: MlflowClient | None = None, attempts: i
         f"cannot get or create experiment {name!r} at {where} ({first_line}); "
         "check --tracking-uri / MLFLOW_TRACKING_URI and that the tracking server or database is reachable"
     )
+
+
+UI_WORKFLOW = "machine_learning"
+"""MLflow 3's UI workflow ("Model training") that shows an experiment's runs table."""
+
+
+def experiment_link(experiment_id: str) -> str:
+    """The MLflow UI path (after ``http://host:port/``) of an experiment's runs table.
+
+    MLflow 3.17's UI picks the experiment page from a global "GenAI | Model training" switch (URL
+    parameter ``workflowType``, else the browser's last choice, else GenAI) rather than from the
+    ``mlflow.experimentKind`` tag, so a bare ``#/experiments/<id>`` opens the GenAI overview in a
+    fresh browser; this link opens the runs table (and the switch stays on "Model training").
+    """
+    return f"#/experiments/{experiment_id}/runs?workflowType={UI_WORKFLOW}"
