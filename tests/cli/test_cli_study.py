@@ -130,6 +130,9 @@ def test_leaderboard_cli_ranks_the_compressed_runs(study):
     rows = json.loads(out.getvalue())
     rows = rows if isinstance(rows, list) else rows.get("rows", rows)
     board = pd.DataFrame(rows)
+    base = board[board["role"] == "baseline"]
+    assert len(base) == 1 and base.iloc[0]["rank"] == 0 and base.iloc[0]["run_id"] == runs["baseline"].info.run_id
+    board = board[board["role"] == "compressed"].reset_index(drop=True)
     assert len(board) == 4
     assert board["ocs"].is_monotonic_decreasing
     assert set(board["recipe"]) == {"ptq_int8", "gup_l1_50", "gup_l1_80", "structured_50"}
