@@ -24,7 +24,9 @@ STUDY = {
     "seed": 0,
     "data": {"builtin": "digits", "limit": 300, "batch_size": 32},
     "model": {"arch": "tiny_cnn", "train": {"epochs": 3, "lr": 0.1}},
-    "evaluation": {"idle_s": 0.2, "latency": {"warmup_s": 0.1, "budget_s": 0.5}},
+    # 3 epochs on 240 8x8 images can leave the tiny CNN near chance (then ratios are withheld); these
+    # tests check the layout and the formulas, so they score at chance explicitly
+    "evaluation": {"idle_s": 0.2, "latency": {"warmup_s": 0.1, "budget_s": 0.5}, "ratios": {"score_at_chance": True}},
     "recipes": [
         {"name": "ptq_int8", "technique": "ptq", "params": {"calibration_batches": 2}},
         {"name": "gup_l1_50", "technique": "prune_unstructured", "params": {"importance": "l1", "amount": 0.5}},
