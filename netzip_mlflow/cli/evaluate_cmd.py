@@ -47,6 +47,8 @@ FLAGS = {"model.arch": "--arch", "model.path": "MODEL", "--trust-model-file": "-
 
 
 def _as_flags(text: str) -> str:
+    if text in FLAGS:
+        return FLAGS[text]
     for field, flag in FLAGS.items():
         text = text.replace(f"({field})", f"({flag})").replace(f"{field}:", f"{flag}:").replace(f"{field} ", f"{flag} ")
     return text

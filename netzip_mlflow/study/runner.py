@@ -295,7 +295,7 @@ def _model_line(spec: StudySpec) -> str:
     m = spec.model
     if m.path is None:
         return f"{spec.detection_arch if spec.task == 'detection' else m.arch}, random init"
-    return f"{m.arch if not m.trust_model_file else 'module'} from {m.path}"
+    return f"loading {m.path}"
 
 
 def _announced(run_recipe: Callable[..., RecipeOutcome], phase: PhaseFn, total: int) -> Callable[..., RecipeOutcome]:
