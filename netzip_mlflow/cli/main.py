@@ -1,14 +1,18 @@
 """The ``netzip`` command: a thin layer over the public API.
 
 Subcommands: ``run`` (a study), ``leaderboard``, ``evaluate`` (one model file), ``plot`` (the paper's
-plots as files) and ``techniques`` (the recipe catalogue). Errors print one line and exit 2; a study in
-which some recipe failed exits 1 after running the others.
+plots as files) and ``techniques`` (the recipe catalogue). ``run``, ``evaluate``, ``techniques`` and
+``leaderboard`` take ``--format json`` for machine-readable output on stdout. Exit codes
+(:mod:`netzip_mlflow.cli.output`): 0 success; 1 a study ran but some recipe failed (the others ran);
+2 a usage or input error (bad flag, bad YAML field, unreadable data or model, unreachable store),
+printed as one line.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -18,7 +22,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
+from netzip_mlflow import __version__
 from netzip_mlflow.cli import class_impact_cmd, evaluate_cmd
+from netzip_mlflow.cli.output import EXIT_OK, EXIT_RECIPES_FAILED, EXIT_USAGE, write_json
 from netzip_mlflow.errors import NetzipError
 
 console = Console()
@@ -66,6 +72,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="netzip", description="Compare neural-network compression with the NetZIP metrics in MLflow.")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--version", action="version", version=f"netzip-mlflow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a study YAML: baseline, recipes, leaderboard")
@@ -85,6 +92,8 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="where recipes run: one after another here (local, the default) or as Ray tasks "
                           "(needs an http:// tracking server; see docs/deployment.md)")
     run.add_argument("--address", help="Ray cluster address for --executor ray (e.g. auto, HOST:6379, ray://HOST:10001)")
+    run.add_argument("--format", default="table", choices=["table", "json"],
+                     help="json: the study's runs, outcomes and leaderboard as one JSON object on stdout")
 
     board = sub.add_parser("leaderboard", help="rank compressed runs by OCS (from MLflow queries only)")
     board.add_argument("--experiment", required=True, action="append", help="experiment name (repeatable)")
@@ -104,7 +113,8 @@ def _build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--top-k", type=int, default=5)
     _ratio_args(plot)
 
-    sub.add_parser("techniques", help="list compression techniques and their parameters")
+    techniques = sub.add_parser("techniques", help="list compression techniques and their parameters")
+    techniques.add_argument("--format", default="table", choices=["table", "json"])
     evaluate_cmd.add_parser(sub)
     class_impact_cmd.add_parser(sub)
     return parser
@@ -124,8 +134,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides["executor.address"] = args.address
     result = run_study(
         args.study, overrides, progress=not args.no_progress, fresh=args.fresh,
-        trust_model_file=args.trust_model_file, on_phase=_print_phase,
+        trust_model_file=args.trust_model_file,
+        on_phase=None if args.format == "json" else _print_phase,  # stdout holds only the JSON then
     )
+    import mlflow
+
+    if args.format == "json":
+        board = result.leaderboard
+        write_json({
+            "study": result.study,
+            "experiment": result.experiment,
+            "tracking_uri": mlflow.get_tracking_uri(),
+            "study_run_id": result.study_run_id,
+            "baseline_run_id": result.baseline_run_id,
+            "resumed": result.resumed,
+            "baseline_reused": result.baseline_reused,
+            "killed": list(result.killed),
+            "outcomes": [
+                {"recipe": o.recipe, "technique": o.technique, "run_id": o.run_id, "status": o.status,
+                 "error": o.error, "ocs": o.ocs, "reused": o.reused}
+                for o in result.outcomes
+            ],
+            "leaderboard": [] if board is None else board.to_dict(orient="records"),
+        })
+        return EXIT_RECIPES_FAILED if result.failed else EXIT_OK
     if result.resumed:
         reused = sum(o.reused for o in result.outcomes)
         console.print(
@@ -137,8 +169,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if result.leaderboard is not None and not result.leaderboard.empty:
         print_table(result.leaderboard, console=console, title=f"OCS leaderboard — study {result.study}")
         _print_caveats(result.leaderboard)
-    import mlflow
-
     from netzip_mlflow.tracking.experiments import experiment_link
 
     uri = mlflow.get_tracking_uri()
@@ -152,8 +182,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for outcome in result.failed:
             err_console.print(f"[red]FAILED[/] {outcome.recipe} ({outcome.technique}): {escape(outcome.error or '')}", highlight=False, soft_wrap=True)
         err_console.print(f"{len(result.failed)} of {len(result.outcomes)} recipes failed; see their runs' netzip.error tags")
-        return 1
-    return 0
+        return EXIT_RECIPES_FAILED
+    return EXIT_OK
 
 
 def ui_command(tracking_uri: str) -> str:
@@ -248,6 +278,19 @@ def _cmd_techniques(args: argparse.Namespace) -> int:
 
     from netzip_mlflow.compression.registry import list_techniques
 
+    if args.format == "json":
+        write_json([
+            {
+                "name": spec.name,
+                "description": spec.description,
+                "params": [
+                    {"name": p.name, "type": p.type.__name__, "default": p.default, "allowed": p.allowed(), "help": p.help}
+                    for p in spec.params
+                ],
+            }
+            for spec in list_techniques()
+        ])
+        return EXIT_OK
     table = Table(title="Compression techniques", show_lines=True)
     for col in ("technique", "description", "parameters (default)"):
         table.add_column(col)
@@ -269,7 +312,13 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``netzip`` console script; returns the exit code."""
+    """Entry point of the ``netzip`` console script; returns the exit code.
+
+    Argument errors exit with :data:`~netzip_mlflow.cli.output.EXIT_USAGE` (argparse's own 2).
+    """
+    # No network at run time: MLflow 3 sends usage telemetry unless told not to. Only the CLI's own
+    # process is changed (never on import); MLFLOW_DISABLE_TELEMETRY=false set by the user wins.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     args = _build_parser().parse_args(argv)
     if getattr(args, "no_progress", False):
         # MLflow's own artifact upload/download bars follow this switch; set for this CLI process only.
@@ -289,11 +338,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except NetzipError as exc:
         err_console.print(f"[red]error:[/] {escape(' '.join(str(exc).split()))}", highlight=False, soft_wrap=True)
-        return 2
+        return EXIT_USAGE
     except MlflowException as exc:  # the store failed outside the places that wrap its errors
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         err_console.print(f"[red]error:[/] MLflow tracking failed: {escape(first)} (check --tracking-uri / MLFLOW_TRACKING_URI)", highlight=False, soft_wrap=True)
-        return 2
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":
