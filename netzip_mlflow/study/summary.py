@@ -71,7 +71,7 @@ def log_leaderboard(spec: StudySpec, run_ids: set[str] | None = None) -> pd.Data
     star = referenced.iloc[0] if not referenced.empty else None  # the baseline of the bubble plot
     compressed = board[board["role"] != keys.ROLE_BASELINE]
     figures = {
-        "radar": lambda: radar_plot(compressed),
+        "radar": lambda: radar_plot(compressed, top_k=spec.report.radar_top_k),
         "ocs_bars": lambda: ocs_bar_plot(compressed),
         "accuracy_latency_bubbles": lambda: bubble_plot(compressed, baseline=star),
     }
