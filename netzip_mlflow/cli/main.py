@@ -1,7 +1,8 @@
 """The ``netzip`` command: a thin layer over the public API.
 
-Subcommands: ``run`` (a study), ``leaderboard``, ``evaluate`` (one model file), ``plot`` (the paper's
-plots as files) and ``techniques`` (the recipe catalogue). Errors print one line and exit 2; a study in
+Subcommands: ``run`` (a study), ``search`` (a study's search block, Optuna), ``promote`` (the best run
+into the Model Registry), ``leaderboard``, ``evaluate`` (one model file), ``plot`` (the paper's plots as
+files) and ``techniques`` (the recipe catalogue). Errors print one line and exit 2; a study in
 which some recipe failed exits 1 after running the others.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from netzip_mlflow.cli import class_impact_cmd, evaluate_cmd
+from netzip_mlflow.cli import class_impact_cmd, evaluate_cmd, search_cmd
 from netzip_mlflow.errors import NetzipError
 
 console = Console()
@@ -97,6 +98,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sub.add_parser("techniques", help="list compression techniques and their parameters")
     evaluate_cmd.add_parser(sub)
     class_impact_cmd.add_parser(sub)
+    search_cmd.add_parsers(sub)
     return parser
 
 
@@ -187,6 +189,8 @@ COMMANDS = {
     "techniques": _cmd_techniques,
     "evaluate": lambda args: evaluate_cmd.run(args, console),
     "class-impact": lambda args: class_impact_cmd.run(args, console),
+    "search": lambda args: search_cmd.run_search_cmd(args, console, err_console),
+    "promote": lambda args: search_cmd.run_promote_cmd(args, console),
 }
 
 

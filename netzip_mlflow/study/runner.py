@@ -34,6 +34,7 @@ from torch import nn
 from netzip_mlflow.compression.registry import compress
 from netzip_mlflow.config.loader import load_study
 from netzip_mlflow.config.schema import RecipeSpec, StudySpec
+from netzip_mlflow.errors import ConfigError
 from netzip_mlflow.evaluation.evaluator import EvaluationReport, evaluate
 from netzip_mlflow.models.loading import load_model_file
 from netzip_mlflow.models.training import train
@@ -317,6 +318,8 @@ def run_study(
     ``result.failed``.
     """
     spec = study if isinstance(study, StudySpec) else load_study(study, overrides)
+    if not spec.recipes:
+        raise ConfigError("recipes", "the study has no recipes, only a search block", "run it with netzip search")
     if trust_model_file:
         spec = _with_trust(spec)
     executor = executor or make_executor(spec.executor)
