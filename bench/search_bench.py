@@ -57,33 +57,43 @@ def main() -> None:
     parser.add_argument("--n-trials", type=int, default=12)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "search_bench.json")
+    parser.add_argument("--hand-written", nargs="*", help="run only these hand-written recipes (default: all)")
     args = parser.parse_args()
     args.store.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(f"sqlite:///{args.store.resolve()}/mlflow.db")
     client = MlflowClient()
     out: dict[str, object] = {"n_trials": args.n_trials, "timeout_s": args.timeout}
 
+    spec = load_study(STUDY)
+    if args.hand_written is not None:
+        spec = spec.model_copy(update={"recipes": [r for r in spec.recipes if r.name in args.hand_written]})
+
+    def save() -> None:  # after every stage, so a cut-short run keeps what it measured
+        args.out.write_text(json.dumps(out, indent=2, default=str))
+
     t0 = time.perf_counter()
-    study = run_study(STUDY, progress=False)
+    study = run_study(spec, progress=False)
     out["hand_written_wall_s"] = time.perf_counter() - t0
     out["baseline"] = _row(client, study.baseline_run_id)
     out["hand_written"] = {o.recipe: _row(client, o.run_id) for o in study.outcomes}
+    save()
 
     t0 = time.perf_counter()
-    found = search(STUDY, {"search.n_trials": args.n_trials, "search.timeout_s": args.timeout}, progress=False)
+    found = search(spec.model_copy(update={"search": spec.search.model_copy(
+        update={"n_trials": args.n_trials, "timeout_s": args.timeout})}), progress=False)
     out["search_wall_s"] = time.perf_counter() - t0
     out["trials"] = [
         {"number": t.number, "state": t.state, "feasible": t.feasible, "note": t.note, "params": t.params,
          **(_row(client, t.run_id) if t.run_id and t.state == "COMPLETE" else {})}
         for t in found.trials
     ]
+    save()
     if not found.best:
         out["best"] = None
     else:
         best = found.best[0]
         out["best"] = {"number": best.number, "params": best.params, **_row(client, best.run_id)}
         params = client.get_run(best.run_id).data.params
-        spec = load_study(STUDY)
         steps = ast.literal_eval(params["recipe.steps"])  # the logged repr of a list of dicts (no eval)
         best_recipe = RecipeSpec(name="best", technique="pipeline", params={"steps": steps})
         variants = [_variant(best_recipe, "best_as_uniform", "1.0"), _variant(best_recipe, "best_as_global", None)]
@@ -91,7 +101,7 @@ def main() -> None:
         equal = run_study(spec.model_copy(update={"recipes": [*spec.recipes, *variants]}), progress=False)
         out["equal_macs_wall_s"] = time.perf_counter() - t0
         out["equal_macs"] = {o.recipe: _row(client, o.run_id) for o in equal.outcomes if o.recipe.startswith("best_as")}
-    args.out.write_text(json.dumps(out, indent=2, default=str))
+    save()
     print(json.dumps(out, indent=2, default=str))
 
 

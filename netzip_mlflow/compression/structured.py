@@ -132,6 +132,13 @@ class _Pruner:
     kept: tuple[str, ...] = ()  # modules never pruned, with everything inside them
     policy: dict[str, float] | None = None  # layer group -> relative weight (layer_policy)
 
+    @property
+    def max_scale(self) -> float:
+        """The top of the bisection: 1 (all channels) globally; with a policy, the scale at which the
+        largest-weight group reaches :data:`MAX_GROUP_RATIO`."""
+        top = max((self.policy or {}).values(), default=0.0)
+        return MAX_GROUP_RATIO / top if self.policy and top > 0 else 1.0
+
     def group_ratios(self, scale: float) -> dict[str, float]:
         """The channel ratio of each policy group at ``scale`` (capped at :data:`MAX_GROUP_RATIO`)."""
         return {name: min(scale * weight, MAX_GROUP_RATIO) for name, weight in (self.policy or {}).items()}
@@ -173,7 +180,7 @@ def _search(pruner: _Pruner, amount: float, tolerance: float) -> tuple[_Trial, i
     Raises:
         CompressionError: no ratio reaches ``amount``.
     """
-    low, high = 0.0, 1.0
+    low, high = 0.0, pruner.max_scale
     best: _Trial | None = None
     most = 0.0
     trials = 0
@@ -334,7 +341,7 @@ PRUNE_STRUCTURED = TechniqueSpec(
         ParamSpec("ignored_layers", str, "", "comma-separated module names never pruned, with "
                   "everything inside them (e.g. backbone.fpn,rpn,roi_heads keeps a detector's heads)"),
         ParamSpec("layer_policy", str, "", "per-layer sparsity policy 'module=weight,...' (weights "
-                  "0-1): each module's layers lose scale x weight of their channels, the scale found to "
+                  "0-1): each module's layers lose scale x weight of their channels (at most 95%), the scale found to "
                   "reach amount; empty: one global ranking"),
         epochs_param("finetune_epochs", 0, "fine-tuning epochs after pruning"),
         LR,

@@ -36,6 +36,7 @@ from netzip_mlflow.search import proxy as px
 from netzip_mlflow.search.space import policy_group_names, sample_recipe
 from netzip_mlflow.search.storage import mask_password, resolve_storage
 from netzip_mlflow.study.context import StudyData, example_inputs, load_data
+from netzip_mlflow.study.executors import reset_data_order
 from netzip_mlflow.study.resume import TAG_CONFIG_HASH, TAG_RESUMED, PreviousRuns, baseline_hash, find_previous
 from netzip_mlflow.study.runner import (
     _record_failure,
@@ -232,7 +233,9 @@ def _tag_trial(ctx: _Context, run_id: str, trial, state: str, feasible: bool | N
 def _objective(ctx: _Context):
     def run_trial(trial) -> float | tuple[float, ...]:
         recipe = sample_recipe(trial, ctx.spec.search, f"trial_{trial.number:04d}", ctx.groups)
+        reset_data_order(ctx.data, ctx.spec.seed)  # every trial sees the data in the same order
         _maybe_prune(ctx, trial, recipe)
+        reset_data_order(ctx.data, ctx.spec.seed)
         outcome = _run_recipe(recipe, ctx.spec, ctx.data, ctx.baseline, ctx.base_ref, ctx.progress)
         trial.set_user_attr(ATTR_RUN_ID, outcome.run_id)
         if outcome.status != "FINISHED":
