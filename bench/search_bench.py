@@ -58,6 +58,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "search_bench.json")
     parser.add_argument("--hand-written", nargs="*", help="run only these hand-written recipes (default: all)")
+    parser.add_argument("--variants", nargs="*", default=["uniform", "global"], choices=["uniform", "global"],
+                        help="equal-MACs comparisons of the best trial's policy")
     args = parser.parse_args()
     args.store.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(f"sqlite:///{args.store.resolve()}/mlflow.db")
@@ -96,7 +98,9 @@ def main() -> None:
         params = client.get_run(best.run_id).data.params
         steps = ast.literal_eval(params["recipe.steps"])  # the logged repr of a list of dicts (no eval)
         best_recipe = RecipeSpec(name="best", technique="pipeline", params={"steps": steps})
-        variants = [_variant(best_recipe, "best_as_uniform", "1.0"), _variant(best_recipe, "best_as_global", None)]
+        made = {"uniform": lambda: _variant(best_recipe, "best_as_uniform", "1.0"),
+                "global": lambda: _variant(best_recipe, "best_as_global", None)}
+        variants = [made[v]() for v in args.variants]
         t0 = time.perf_counter()
         equal = run_study(spec.model_copy(update={"recipes": [*spec.recipes, *variants]}), progress=False)
         out["equal_macs_wall_s"] = time.perf_counter() - t0

@@ -67,7 +67,8 @@ def policy_table(run_params: Mapping[str, str], trial_params: Mapping[str, Any])
         if not key.startswith("result.") or f".{POLICY_PREFIX}" not in f".{key[len('result.'):]}":
             continue
         head, _, group = key[len("result."):].partition(POLICY_PREFIX)
-        weight = next((float(v) for k, v in trial_params.items() if k.endswith(f"{head}{POLICY_PREFIX}{group}")), None)
+        suffix = f"{head}{POLICY_PREFIX}{group}"
+        weight = next((float(v) for k, v in trial_params.items() if k.endswith(suffix)), None)
         rows.append({"group": group, "weight": weight, "channel_ratio": float(value)})
     return pd.DataFrame(rows, columns=["group", "weight", "channel_ratio"])
 
@@ -78,7 +79,8 @@ def _importances(study, objectives: list[str]) -> dict[str, dict[str, float]]:
     out = {}
     for i, name in enumerate(objectives):
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-        out[name] = optuna.importance.get_param_importances(study, evaluator=evaluator, target=lambda t, i=i: t.values[i])
+        out[name] = optuna.importance.get_param_importances(
+            study, evaluator=evaluator, target=lambda t, i=i: t.values[i])
     return out
 
 
@@ -94,12 +96,8 @@ def log_search_artifacts(
     frame = trial_frame(result, client)
     counts = frame["state"].value_counts().to_dict() if not frame.empty else {}
     complete = frame[frame["state"] == "COMPLETE"] if not frame.empty else frame
-    retry_locked(mlflow.log_metrics, {
-        "search/trials_complete": float(counts.get("COMPLETE", 0)),
-        "search/trials_pruned": float(counts.get("PRUNED", 0)),
-        "search/trials_failed": float(counts.get("FAIL", 0)),
-        "search/trials_infeasible": float((complete["feasible"] == False).sum()) if not complete.empty else 0.0,  # noqa: E712
-    })
+    counts["INFEASIBLE"] = int((complete["feasible"] == False).sum()) if not complete.empty else 0  # noqa: E712
+    retry_locked(mlflow.log_metrics, {key: float(counts.get(state, 0)) for state, key in keys.SEARCH_TRIAL_COUNTS.items()})
     retry_locked(mlflow.set_tag, keys.TAG_SEARCH_BEST_RUNS, ",".join(t.run_id or "" for t in result.best))
     if frame.empty:
         return
@@ -115,7 +113,8 @@ def log_search_artifacts(
         importances = _importances(study, result.objectives)
     except Exception as exc:  # noqa: BLE001 - too few trials, no varying parameter...
         log.warning("parameter importances not computed: %s", exc)
-        retry_locked(mlflow.set_tag, "netzip.search.importances_error", str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__)
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        retry_locked(mlflow.set_tag, keys.TAG_SEARCH_IMPORTANCES_ERROR, first)
     else:
         retry_locked(mlflow.log_text, json.dumps(importances, indent=2), "search/importances.json")
         if any(importances.values()):

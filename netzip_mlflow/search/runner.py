@@ -37,14 +37,14 @@ from netzip_mlflow.search.space import policy_group_names, sample_recipe
 from netzip_mlflow.search.storage import mask_password, resolve_storage
 from netzip_mlflow.study.context import StudyData, example_inputs, load_data
 from netzip_mlflow.study.executors import reset_data_order
-from netzip_mlflow.study.resume import TAG_CONFIG_HASH, TAG_RESUMED, PreviousRuns, baseline_hash, find_previous
+from netzip_mlflow.study.resume import TAG_RESUMED, PreviousRuns, find_previous
 from netzip_mlflow.study.runner import (
     _record_failure,
-    _reuse_baseline,
-    _run_baseline,
     _run_recipe,
     _with_trust,
+    baseline_for,
     initial_model,
+    open_study_run,
     safe_name,
 )
 from netzip_mlflow.study.store import retry_locked
@@ -198,7 +198,11 @@ def _maybe_prune(ctx: _Context, trial, recipe) -> None:
     plan = px.plan(recipe)
     if not px.useful(plan, ctx.bounds, pruning.min_proxy_accuracy):
         return
-    result = px.measure(plan, ctx.baseline, ctx.data.train, ctx.data.test, example_inputs(ctx.data))
+    try:
+        result = px.measure(plan, ctx.baseline, ctx.data.train, ctx.data.test, example_inputs(ctx.data))
+    except NetzipError as exc:  # the recipe itself will fail the same way, in its own FAILED run
+        log.info("trial %d: no proxy (%s); running the recipe", trial.number, exc)
+        return
     reason = px.prune_reason(plan, result, ctx.bounds, pruning.min_proxy_accuracy)
     if reason is None:
         return
@@ -280,13 +284,6 @@ def _best(outcomes: list[TrialOutcome], directions: list[str]) -> list[TrialOutc
     return [done[i] for i in picked]
 
 
-def _open_parent(spec: StudySpec, previous: PreviousRuns):
-    if previous.study_run_id:
-        return retry_locked(mlflow.start_run, run_id=previous.study_run_id)
-    tags = {keys.TAG_ROLE: keys.ROLE_STUDY, keys.TAG_STUDY: spec.study, TAG_CONFIG_HASH: baseline_hash(spec), keys.TAG_SEARCH: "true"}
-    return retry_locked(mlflow.start_run, run_name=safe_name(spec.study), tags=tags)
-
-
 def search(
     study: str | Path | StudySpec,
     overrides: Mapping[str, Any] | None = None,
@@ -322,7 +319,7 @@ def search(
     experiment_id = ensure_experiment(spec.experiment_name)
     retry_locked(mlflow.set_experiment, experiment_id=experiment_id)
     previous = PreviousRuns() if fresh else find_previous(spec, experiment_id)
-    with _open_parent(spec, previous) as parent:
+    with open_study_run(spec, previous, {keys.TAG_SEARCH: "true"}) as parent:
         try:
             return _search_in_parent(spec, data, model, groups, previous, parent.info.run_id, storage_url, progress, optuna)
         except BaseException as exc:
@@ -356,13 +353,7 @@ def _search_in_parent(spec, data, model, groups, previous, parent_id, storage_ur
     if resumed:
         retry_locked(mlflow.set_tag, TAG_RESUMED, "true")
         retry_locked(mlflow.set_tag, keys.TAG_SEARCH, "true")
-    reused = _reuse_baseline(previous)
-    if reused is not None:
-        baseline, base_ref = reused
-        base_run_id = base_ref
-    else:
-        baseline, base_ref = _run_baseline(spec, data, progress, model)
-        base_run_id = base_ref.run_id or ""
+    baseline, base_ref, base_run_id = baseline_for(spec, data, progress, previous, model)
     base_metrics = client.get_run(base_run_id).data.metrics
     r = spec.evaluation.ratios
     performance = obj.performance_metric(spec.task, r.performance, "performance" in r.model_fields_set)

@@ -280,6 +280,28 @@ def _run_recipe(
     return RecipeOutcome(recipe.name, recipe.technique, run_id, "FINISHED", ocs=report.metrics.get(keys.OCS))
 
 
+def open_study_run(spec: StudySpec, previous: PreviousRuns, extra_tags: Mapping[str, str] | None = None):
+    """Start the study's parent run: the earlier one of ``previous`` to resume, or a new one tagged
+    with the role, study and baseline hash (and ``extra_tags``)."""
+    if previous.study_run_id:
+        return retry_locked(mlflow.start_run, run_id=previous.study_run_id)
+    tags = {keys.TAG_ROLE: keys.ROLE_STUDY, keys.TAG_STUDY: spec.study, TAG_CONFIG_HASH: baseline_hash(spec)}
+    return retry_locked(mlflow.start_run, run_name=safe_name(spec.study), tags={**tags, **(extra_tags or {})})
+
+
+def baseline_for(
+    spec: StudySpec, data: StudyData, progress: bool, previous: PreviousRuns, model: nn.Module
+) -> tuple[nn.Module, EvaluationReport | str, str]:
+    """The baseline model, its reference for the recipes and its run id: the earlier run's
+    (reference = its run id) when ``previous`` has one, else trained/evaluated/logged now."""
+    reused = _reuse_baseline(previous)
+    if reused is not None:
+        baseline, run_id = reused
+        return baseline, run_id, run_id
+    baseline, report = _run_baseline(spec, data, progress, model)
+    return baseline, report, report.run_id or ""
+
+
 def _reused_outcome(recipe: RecipeSpec, previous: PreviousRuns) -> RecipeOutcome | None:
     run = previous.recipes.get(recipe.name)
     if run is None:
@@ -329,12 +351,7 @@ def run_study(
     experiment_id = ensure_experiment(spec.experiment_name)
     retry_locked(mlflow.set_experiment, experiment_id=experiment_id)  # nested runs follow it
     previous = PreviousRuns() if fresh else find_previous(spec, experiment_id)
-    if previous.study_run_id:
-        parent_run = retry_locked(mlflow.start_run, run_id=previous.study_run_id)
-    else:
-        tags = {keys.TAG_ROLE: keys.ROLE_STUDY, keys.TAG_STUDY: spec.study, TAG_CONFIG_HASH: baseline_hash(spec)}
-        parent_run = retry_locked(mlflow.start_run, run_name=safe_name(spec.study), tags=tags)
-    with parent_run as parent:
+    with open_study_run(spec, previous) as parent:
         try:
             result = _run_in_parent(spec, data, progress, previous, parent.info.run_id, model, executor, experiment_id)
         except BaseException as exc:
@@ -365,20 +382,15 @@ def _run_in_parent(
     else:
         retry_locked(mlflow.log_text, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), "study.yaml")
         retry_locked(mlflow.log_params, {"seed": spec.seed, "recipes": len(spec.recipes), "data.train_samples": len(data.split.train), "data.test_samples": len(data.split.test)})
-    reused = _reuse_baseline(previous)
-    if reused is not None:
-        baseline, base_ref = reused
-        base_run_id = base_ref
-    else:
-        baseline, base_ref = _run_baseline(spec, data, progress, model)
-        base_run_id = base_ref.run_id or ""
+    baseline, base_ref, base_run_id = baseline_for(spec, data, progress, previous, model)
+    reused = isinstance(base_ref, str)
     result = StudyResult(
         spec.study, spec.experiment_name, parent_id, base_run_id,
-        resumed=resumed, baseline_reused=reused is not None, killed=list(previous.killed),
+        resumed=resumed, baseline_reused=reused, killed=list(previous.killed),
     )
     pending = []
     for recipe in spec.recipes:
-        outcome = _reused_outcome(recipe, previous) if reused is not None else None
+        outcome = _reused_outcome(recipe, previous) if reused else None
         if outcome is not None:
             result.outcomes.append(outcome)
         else:

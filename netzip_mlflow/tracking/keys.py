@@ -163,6 +163,13 @@ PARAM_TRIAL_PREFIX = "trial."  # trial.number and every sampled parameter, as ML
 # Proxy measurements of a trial (model after compression, training switched off); not NetZIP metrics.
 PROXY_TOP1 = "search/proxy_top1"
 PROXY_MACS = "search/proxy_macs"
+TAG_SEARCH_IMPORTANCES_ERROR = "netzip.search.importances_error"  # why Optuna's importances are missing
+SEARCH_TRIAL_COUNTS = {  # metrics of the search's parent run: trials by outcome
+    "COMPLETE": "search/trials_complete",
+    "PRUNED": "search/trials_pruned",
+    "FAIL": "search/trials_failed",
+    "INFEASIBLE": "search/trials_infeasible",
+}
 
 # The Model Registry (``netzip promote``): tags on the registered model version.
 TAG_PROMOTED_BY = "netzip.promoted_by"  # the ranking metric

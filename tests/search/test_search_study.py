@@ -113,7 +113,9 @@ def test_artifacts_on_the_parent_run(first) -> None:
         assert path in names, path
     parent = client.get_run(first.study_run_id)
     assert parent.data.tags[keys.TAG_SEARCH_BEST_RUNS] == first.best[0].run_id
-    assert parent.data.metrics["search/trials_complete"] == 5
+    assert parent.data.metrics[keys.SEARCH_TRIAL_COUNTS["COMPLETE"]] == 5
+    infeasible = sum(t.feasible is False for t in first.trials)
+    assert parent.data.metrics[keys.SEARCH_TRIAL_COUNTS["INFEASIBLE"]] == infeasible
     policy = client.download_artifacts(first.study_run_id, "search/best_policy.csv")
     rows = open(policy).read().splitlines()
     assert rows[0] == "group,weight,channel_ratio" and len(rows) == 3
