@@ -8,7 +8,8 @@ search tags (``netzip.search.trial``, ``.state``, ``.feasible``, ``.violated``).
 on its proxy is a small run with role ``trial``: its proxy metrics and the reason.
 
 Optuna samples: TPE for one objective, NSGA-II for several (``search.sampler``), with the
-constraints through its ``constraints_func``. Its study lives beside the tracking store
+constraints through ``Trial.set_constraint`` (Optuna 5's replacement of ``constraints_func``). Its
+study lives beside the tracking store
 (:mod:`netzip_mlflow.search.storage`); running the search again resumes it: the MLflow parent run and
 baseline are reused (as ``netzip run`` does), trials a killed process left RUNNING are marked FAIL
 (and their runs KILLED), and only the missing trials run, numbered on.
@@ -113,7 +114,8 @@ def optuna_study_name(spec: StudySpec, study_run_id: str) -> str:
     return f"{spec.study}:{study_run_id}:{_search_hash(spec)}"
 
 
-def _sampler(spec: StudySpec, constraints_func):
+def _sampler(spec: StudySpec):
+    """The search's sampler; constraints reach it through ``Trial.set_constraint`` (Optuna 5)."""
     import optuna
 
     s = spec.search
@@ -122,13 +124,17 @@ def _sampler(spec: StudySpec, constraints_func):
         return optuna.samplers.RandomSampler(seed=s.seed)
     if kind == "nsga2":
         population = s.population_size or max(4, min(50, s.n_trials // 3))
-        return optuna.samplers.NSGAIISampler(population_size=population, seed=s.seed, constraints_func=constraints_func)
+        return optuna.samplers.NSGAIISampler(population_size=population, seed=s.seed)
     startup = s.startup_trials or max(1, min(10, s.n_trials // 3))
-    return optuna.samplers.TPESampler(n_startup_trials=startup, seed=s.seed, constraints_func=constraints_func)
+    return optuna.samplers.TPESampler(n_startup_trials=startup, seed=s.seed)
 
 
-def _constraints_func(trial) -> list[float]:
-    return list(trial.user_attrs.get(ATTR_CONSTRAINTS, []))
+def _set_constraints(trial, bounds: list[obj.Constraint], values: list[float]) -> None:
+    """Hand the constraint values to Optuna (its samplers read them) and keep them as a user attr."""
+    finite = _finite(values)
+    for bound, value in zip(bounds, finite):
+        trial.set_constraint(bound.label, value)
+    trial.set_user_attr(ATTR_CONSTRAINTS, finite)
 
 
 def _finite(values: list[float]) -> list[float]:
@@ -211,7 +217,7 @@ def _maybe_prune(ctx: _Context, trial, recipe) -> None:
     values = [b.value(measured) if ok else 1.0 for b, ok in zip(ctx.bounds, known)]  # 1.0: unknown, counted broken
     violated = [b.label for b, ok, v in zip(ctx.bounds, known, values) if ok and v > 0]
     exact = bool(violated)
-    trial.set_user_attr(ATTR_CONSTRAINTS, _finite(values))
+    _set_constraints(trial, ctx.bounds, values)
     trial.set_user_attr(ATTR_VIOLATED, violated)
     trial.set_user_attr(ATTR_PRUNED, reason)
     trial.set_user_attr(ATTR_RUN_ID, _log_pruned(ctx, trial, recipe, result, reason, exact))
@@ -255,7 +261,7 @@ def _objective(ctx: _Context):
             raise TrialFailed(str(exc)) from None
         constraint_values = [b.value(metrics) for b in ctx.bounds]
         violated = [b.label for b, v in zip(ctx.bounds, constraint_values) if v > 0]
-        trial.set_user_attr(ATTR_CONSTRAINTS, _finite(constraint_values))
+        _set_constraints(trial, ctx.bounds, constraint_values)
         trial.set_user_attr(ATTR_VIOLATED, violated)
         _tag_trial(ctx, outcome.run_id, trial, "COMPLETE", not violated, violated)
         return values[0] if len(values) == 1 else tuple(values)
@@ -362,7 +368,7 @@ def _search_in_parent(spec, data, model, groups, previous, parent_id, storage_ur
     directions = [o.resolved_direction for o in spec.search.objective]
     ostudy = optuna.create_study(
         storage=storage_url, study_name=name, load_if_exists=True, directions=directions,
-        sampler=_sampler(spec, _constraints_func),
+        sampler=_sampler(spec),
     )
     retry_locked(mlflow.set_tags, {keys.TAG_SEARCH_OPTUNA_STUDY: name, keys.TAG_SEARCH_STORAGE: mask_password(storage_url)})
     _fail_stale_trials(ostudy)
