@@ -27,7 +27,7 @@ from mlflow.tracking import MlflowClient
 from netzip_mlflow.compression.structured import POLICY_PREFIX
 from netzip_mlflow.search import plots
 from netzip_mlflow.search.objective import Constraint, performance_metric
-from netzip_mlflow.study.store import retry_locked
+from netzip_mlflow.tracking.retry import retry_locked
 from netzip_mlflow.tracking import keys
 
 if TYPE_CHECKING:  # pragma: no cover

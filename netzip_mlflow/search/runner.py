@@ -2,7 +2,7 @@
 
 MLflow layout: the study's parent run (tag ``netzip.search=true``) holds the baseline run and one
 nested run per trial. A trial that ran is an ordinary ``compressed`` recipe run made by the study
-machinery (:func:`netzip_mlflow.study.runner._run_recipe`: same compression, checks, evaluator and
+machinery (:func:`netzip_mlflow.study.recipe.run_recipe`: same compression, checks, evaluator and
 model logging), with the trial number and the sampled parameters as params ``trial.*`` and the
 search tags (``netzip.search.trial``, ``.state``, ``.feasible``, ``.violated``). A trial stopped early
 on its proxy is a small run with role ``trial``: its proxy metrics and the reason.
@@ -39,16 +39,11 @@ from netzip_mlflow.search.storage import mask_password, resolve_storage
 from netzip_mlflow.study.context import StudyData, example_inputs, load_data
 from netzip_mlflow.study.executors import reset_data_order
 from netzip_mlflow.study.resume import TAG_RESUMED, PreviousRuns, find_previous
-from netzip_mlflow.study.runner import (
-    _record_failure,
-    _run_recipe,
-    _with_trust,
-    baseline_for,
-    initial_model,
-    open_study_run,
-    safe_name,
-)
-from netzip_mlflow.study.store import retry_locked
+from netzip_mlflow.study.baseline import baseline_for, initial_model
+from netzip_mlflow.study.recipe import record_failure, run_recipe, safe_name
+from netzip_mlflow.study.runner import _with_trust, open_study_run
+from netzip_mlflow.tracking.context import start_run
+from netzip_mlflow.tracking.retry import retry_locked
 from netzip_mlflow.tracking import keys
 from netzip_mlflow.tracking.experiments import ensure_experiment
 
@@ -188,7 +183,7 @@ def _log_pruned(ctx: _Context, trial, recipe, result: px.ProxyResult, reason: st
         keys.TAG_TECHNIQUE: recipe.technique, keys.TAG_TRIAL: str(trial.number), keys.TAG_TRIAL_STATE: "PRUNED",
         keys.TAG_TRIAL_PRUNED_REASON: reason[:500], keys.TAG_TRIAL_FEASIBLE: "false" if exact else "unknown",
     }
-    with retry_locked(mlflow.start_run, run_name=safe_name(recipe.name), nested=True, tags=tags) as run:
+    with retry_locked(start_run, run_name=safe_name(recipe.name), nested=True, tags=tags) as run:
         retry_locked(mlflow.log_params, {**_trial_params(trial), **{f"recipe.{k}": str(v) for k, v in recipe.params.items()}})
         retry_locked(mlflow.log_metrics, result.as_metrics())
     return run.info.run_id
@@ -246,7 +241,7 @@ def _objective(ctx: _Context):
         reset_data_order(ctx.data, ctx.spec.seed)  # every trial sees the data in the same order
         _maybe_prune(ctx, trial, recipe)
         reset_data_order(ctx.data, ctx.spec.seed)
-        outcome = _run_recipe(recipe, ctx.spec, ctx.data, ctx.baseline, ctx.base_ref, ctx.progress)
+        outcome = run_recipe(recipe, ctx.spec, ctx.data, ctx.baseline, ctx.base_ref, ctx.progress)
         trial.set_user_attr(ATTR_RUN_ID, outcome.run_id)
         if outcome.status != "FINISHED":
             trial.set_user_attr(ATTR_ERROR, outcome.error or "failed")
@@ -329,7 +324,7 @@ def search(
         try:
             return _search_in_parent(spec, data, model, groups, previous, parent.info.run_id, storage_url, progress, optuna)
         except BaseException as exc:
-            _record_failure(exc)
+            record_failure(exc)
             raise
 
 

@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 from netzip_mlflow.analysis.leaderboard import _compressed_runs, _resolve_experiments
 from netzip_mlflow.analysis.where import Condition, matches, parse_where
 from netzip_mlflow.errors import ConfigError, TrackingError
-from netzip_mlflow.study.store import retry_locked
+from netzip_mlflow.tracking.retry import retry_locked
 from netzip_mlflow.tracking import keys
 from netzip_mlflow.tracking.model_logging import MODEL_NAME
 
