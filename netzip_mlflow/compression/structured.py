@@ -18,6 +18,11 @@ weight``, applied to every prunable layer inside it (ranked within the layer), a
 finds the common ``scale`` that reaches ``amount``. The weights therefore give the policy's shape and
 ``amount`` its budget; groups not named are not pruned. :func:`policy_groups` lists the default groups
 of a model (its top-level blocks that hold prunable layers), which ``netzip search`` samples.
+
+``round_to`` keeps every pruned layer's channel count a multiple of it (torch-pruning's
+``round_to``): odd counts such as 37 channels leave the vectorised conv kernels (oneDNN, MLAS) on
+their slow remainder paths. The default, :data:`ROUND_TO`, was chosen by measurement
+(bench/README.md, "Deployment runtimes").
 """
 
 from __future__ import annotations
@@ -50,6 +55,9 @@ from netzip_mlflow.compression.spec import (
 )
 from netzip_mlflow.errors import CompressionError
 from netzip_mlflow.models.training import iter_batches
+
+#: default ``round_to`` (bench/README.md, "Deployment runtimes").
+ROUND_TO = 8
 
 _IMPORTANCES: dict[str, Callable[[], tp.importance.Importance]] = {
     "random": tp.importance.RandomImportance,
@@ -131,6 +139,7 @@ class _Pruner:
     grad_batch: tuple[torch.Tensor, torch.Tensor] | None
     kept: tuple[str, ...] = ()  # modules never pruned, with everything inside them
     policy: dict[str, float] | None = None  # layer group -> relative weight (layer_policy)
+    round_to: int = 1  # pruned channel counts kept a multiple of this (1: any count)
 
     @property
     def max_scale(self) -> float:
@@ -158,7 +167,7 @@ class _Pruner:
             torch.manual_seed(self.seed)
             pruner = tp.pruner.BasePruner(
                 model, self.example_inputs[:1], importance=_IMPORTANCES[self.importance](),
-                ignored_layers=ignored, **layout,
+                ignored_layers=ignored, round_to=self.round_to if self.round_to > 1 else None, **layout,
             )
             if self.grad_batch is not None:
                 _taylor_gradients(model, self.grad_batch)
@@ -298,7 +307,7 @@ def _prune_structured(
     policy = parse_policy(str(params["layer_policy"]), model)
     pruner = _Pruner(
         model, example_inputs, importance, int(params["seed"]), str(params["target"]),
-        _measure(model, example_inputs), ignored_name, grad_batch, kept, policy,
+        _measure(model, example_inputs), ignored_name, grad_batch, kept, policy, int(params["round_to"]),
     )
     best, trials = _search(pruner, float(params["amount"]), float(params["tolerance"]))
     pruned = best.model
@@ -306,6 +315,7 @@ def _prune_structured(
         "importance": importance,
         "target": pruner.target,
         "channel_ratio": best.ratio,
+        "round_to": pruner.round_to,
         "search_trials": trials,
         "ignored_layers": ",".join((ignored_name, *kept)),
         "params_before": pruner.base[1],
@@ -341,6 +351,8 @@ PRUNE_STRUCTURED = TechniqueSpec(
         ParamSpec("ignored_layers", str, "", "comma-separated module names never pruned, with "
                   "everything inside them (e.g. backbone.fpn,rpn,roi_heads keeps a detector's heads)"),
         ParamSpec("layer_policy", str, "", "per-layer sparsity policy 'module=weight,...' (weights "
+        ParamSpec("round_to", int, ROUND_TO, "keep each pruned layer's channel count a multiple of "
+                  "this, so vectorised kernels stay on their fast path (1: any count)", low=1),
                   "0-1): each module's layers lose scale x weight of their channels (at most 95%), the scale found to "
                   "reach amount; empty: one global ranking"),
         epochs_param("finetune_epochs", 0, "fine-tuning epochs after pruning"),

@@ -54,7 +54,7 @@ def log_leaderboard(spec: StudySpec, run_ids: set[str] | None = None) -> pd.Data
     referenced = base[base["run_id"].isin(board["baseline_run_id"])] if not base.empty else base
     star = referenced.iloc[0] if not referenced.empty else None  # the baseline of the bubble plot
     figures = {
-        "radar": radar_plot(board),
+        "radar": radar_plot(board, top_k=spec.report.radar_top_k),
         "ocs_bars": ocs_bar_plot(board),
         "accuracy_latency_bubbles": bubble_plot(board, baseline=star),
     }
