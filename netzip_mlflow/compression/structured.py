@@ -350,11 +350,11 @@ PRUNE_STRUCTURED = TechniqueSpec(
                   low=0.0, high=1.0, low_inclusive=False),
         ParamSpec("ignored_layers", str, "", "comma-separated module names never pruned, with "
                   "everything inside them (e.g. backbone.fpn,rpn,roi_heads keeps a detector's heads)"),
-        ParamSpec("layer_policy", str, "", "per-layer sparsity policy 'module=weight,...' (weights "
         ParamSpec("round_to", int, ROUND_TO, "keep each pruned layer's channel count a multiple of "
                   "this, so vectorised kernels stay on their fast path (1: any count)", low=1),
-                  "0-1): each module's layers lose scale x weight of their channels (at most 95%), the scale found to "
-                  "reach amount; empty: one global ranking"),
+        ParamSpec("layer_policy", str, "", "per-layer sparsity policy 'module=weight,...' (weights "
+                  "0-1): each module's layers lose scale x weight of their channels (at most 95%), "
+                  "the scale found to reach amount; empty: one global ranking"),
         epochs_param("finetune_epochs", 0, "fine-tuning epochs after pruning"),
         LR,
         OPTIMIZER,
