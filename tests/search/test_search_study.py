@@ -31,7 +31,8 @@ TINY = {
     "search": {
         "recipes": [{"name": "prune", "technique": "prune_structured", "params": {
             "amount": {"low": 0.1, "high": 0.8}, "importance": {"choices": ["l1", "l2"]},
-            "layer_policy": {"groups": "auto", "low": 0.2, "high": 1.0}, "finetune_epochs": 1, "lr": 0.05}}],
+            "layer_policy": {"groups": "auto", "low": 0.2, "high": 1.0}, "finetune_epochs": 1, "lr": 0.05,
+            "round_to": 1}}],  # 16/32-channel model: any channel count
         "objective": "accuracy/top1",
         "constraints": {"max": {"size/params": 0.0}},  # set from the baseline below
         "n_trials": 5,
@@ -140,7 +141,8 @@ def test_promote_registers_the_best_feasible_run_with_alias_and_tags(first) -> N
     assert run.data.metrics[keys.PARAMS] <= 0.5 * BASELINE_PARAMS
     # the best of every feasible compressed run of the study (both searches' trials)
     runs = client.search_runs([run.info.experiment_id], f"tags.`{keys.TAG_ROLE}` = 'compressed'")
-    best_top1 = max(r.data.metrics[keys.TOP1] for r in runs if r.data.metrics[keys.PARAMS] <= 0.5 * BASELINE_PARAMS)
+    best_top1 = max(r.data.metrics[keys.TOP1] for r in runs
+                    if r.data.metrics.get(keys.PARAMS, float("inf")) <= 0.5 * BASELINE_PARAMS)
     assert run.data.metrics[keys.TOP1] == best_top1 == done.value
     tags = version.tags
     assert tags[keys.TAG_BASELINE_RUN] == first.baseline_run_id
@@ -159,7 +161,7 @@ def test_promote_refuses_in_one_line_when_nothing_meets_where(first) -> None:
          "--experiment", EXPERIMENT, "--study", "tiny_search", "--model-name", "never-registered",
          "--where", "accuracy/top1 > 1.5"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:") and "no compressed run" in lines[0]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]  # MLflow may warn too
+    assert len(lines) == 1 and "no compressed run" in lines[0]
     with pytest.raises(Exception):
         MlflowClient().get_registered_model("never-registered")
