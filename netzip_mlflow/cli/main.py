@@ -1,6 +1,7 @@
 """The ``netzip`` command: a thin layer over the public API.
 
-Subcommands: ``run`` (a study), ``leaderboard``, ``evaluate`` (one model file), ``plot`` (the paper's
+Subcommands: ``run`` (a study), ``search`` (a study's search block, Optuna), ``promote`` (the best
+run into the Model Registry), ``leaderboard``, ``evaluate`` (one model file), ``plot`` (the paper's
 plots as files) and ``techniques`` (the recipe catalogue). ``run``, ``evaluate``, ``techniques`` and
 ``leaderboard`` take ``--format json`` for machine-readable output on stdout. Exit codes
 (:mod:`netzip_mlflow.cli.output`): 0 success; 1 a study ran but some recipe failed (the others ran);
@@ -23,7 +24,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from netzip_mlflow import __version__
-from netzip_mlflow.cli import class_impact_cmd, evaluate_cmd
+from netzip_mlflow.cli import class_impact_cmd, evaluate_cmd, search_cmd
 from netzip_mlflow.cli.output import EXIT_OK, EXIT_RECIPES_FAILED, EXIT_USAGE, write_json
 from netzip_mlflow.errors import NetzipError
 
@@ -119,6 +120,7 @@ def _build_parser() -> argparse.ArgumentParser:
     techniques.add_argument("--format", default="table", choices=["table", "json"])
     evaluate_cmd.add_parser(sub)
     class_impact_cmd.add_parser(sub)
+    search_cmd.add_parsers(sub)
     return parser
 
 
@@ -312,6 +314,8 @@ COMMANDS = {
     "techniques": _cmd_techniques,
     "evaluate": lambda args: evaluate_cmd.run(args, console),
     "class-impact": lambda args: class_impact_cmd.run(args, console),
+    "search": lambda args: search_cmd.run_search_cmd(args, console, err_console),
+    "promote": lambda args: search_cmd.run_promote_cmd(args, console),
 }
 
 

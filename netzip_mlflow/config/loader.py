@@ -79,6 +79,10 @@ def validate_study(raw: Mapping[str, Any], source: str = "study") -> StudySpec:
         if problem is not None:
             raise ConfigError(f"{source}: recipes[{i}].{problem[0]}", problem[1], problem[2])
         recipes.append(recipe.model_copy(update={"params": params}))
+    if spec.search is not None:
+        from netzip_mlflow.search.space import check_space
+
+        check_space(spec.search, source)
     return spec.model_copy(update={"recipes": recipes})
 
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from netzip_mlflow.config.search import SearchSettings
 from netzip_mlflow.tracking import keys
 
 
@@ -207,8 +208,24 @@ class ExecutorSpec(_Strict):
     address: str | None = Field(None, description="Ray cluster address, e.g. 'auto' or 'ray://head:10001'")
 
 
+class SearchSpec(SearchSettings):
+    """The ``search:`` block: recipe templates (a recipe whose params may hold ranges ``{low, high}``,
+    choices ``{choices: [...]}`` or, for ``layer_policy``, ``{groups, low, high}``) and the settings of
+    :class:`~netzip_mlflow.config.search.SearchSettings`."""
+
+    recipes: list[RecipeSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_template_names(self) -> SearchSpec:
+        names = [r.name for r in self.recipes]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValueError(f"recipes[{i}].name {name!r} is used twice; template names must be unique")
+        return self
+
+
 class StudySpec(_Strict):
-    """A whole study: data, baseline model, evaluation settings and recipes."""
+    """A whole study: data, baseline model, evaluation settings, recipes and an optional search."""
 
     study: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")
     experiment: str | None = None
@@ -217,9 +234,16 @@ class StudySpec(_Strict):
     data: DataSpec
     model: ModelSpec = ModelSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
-    recipes: list[RecipeSpec] = Field(min_length=1)
+    recipes: list[RecipeSpec] = Field(default_factory=list)
     executor: ExecutorSpec = ExecutorSpec()
     report: ReportSpec = ReportSpec()
+    search: SearchSpec | None = None
+
+    @model_validator(mode="after")
+    def _something_to_run(self) -> StudySpec:
+        if not self.recipes and self.search is None:
+            raise ValueError("give at least one recipe in 'recipes' (netzip run) or a 'search' block (netzip search)")
+        return self
 
     @model_validator(mode="after")
     def _unique_recipe_names(self) -> StudySpec:

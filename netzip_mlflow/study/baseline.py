@@ -5,6 +5,8 @@ Also :func:`reuse_baseline` for a resumed study (the earlier baseline run's logg
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import logging
 from typing import Any
 
@@ -119,3 +121,27 @@ def reuse_baseline(previous: PreviousRuns) -> tuple[nn.Module, str] | None:
         return None
     run_id = previous.baseline.info.run_id
     return load_logged_model(run_id), run_id
+
+
+def baseline_for(
+    spec: StudySpec,
+    data: StudyData,
+    progress: bool,
+    previous: PreviousRuns,
+    model: BaselineModel | None,
+    on_phase: Callable[[str], None] | None = None,
+) -> tuple[nn.Module, EvaluationReport | str, str]:
+    """The baseline model, its reference for the recipes and its run id: the earlier run's
+    (reference = its run id) when ``previous`` has one, else trained, evaluated and logged now.
+    ``on_phase`` receives one line saying which of the two happens."""
+    phase = on_phase or (lambda line: None)
+    reused = reuse_baseline(previous)
+    if reused is not None:
+        phase("reusing the baseline of the interrupted study run")
+        baseline, run_id = reused
+        return baseline, run_id, run_id
+    epochs = spec.model.train.epochs
+    training = f"training {epochs} epoch{'s' if epochs != 1 else ''}, then " if epochs else ""
+    phase(f"baseline: {training}measuring")
+    baseline, report = run_baseline(spec, data, progress, model)
+    return baseline, report, report.run_id or ""

@@ -27,9 +27,10 @@ from torch import nn
 
 from netzip_mlflow.config.loader import load_study
 from netzip_mlflow.config.schema import RecipeSpec, StudySpec
-from netzip_mlflow.study.baseline import initial_model, reuse_baseline, run_baseline
-from netzip_mlflow.study.context import StudyData, load_data
+from netzip_mlflow.errors import ConfigError
 from netzip_mlflow.models.baseline import BaselineModel
+from netzip_mlflow.study.baseline import baseline_for, initial_model
+from netzip_mlflow.study.context import StudyData, load_data
 from netzip_mlflow.study.executors import Executor, LocalExecutor, make_executor
 from netzip_mlflow.study.jobs import RecipeOutcome, StudyJob, StudyResult
 from netzip_mlflow.study.recipe import TRACEBACK_ARTIFACT, error_message, record_failure, run_recipe, safe_name
@@ -81,6 +82,15 @@ def _reused_outcome(recipe: RecipeSpec, previous: PreviousRuns) -> RecipeOutcome
     )
 
 
+def open_study_run(spec: StudySpec, previous: PreviousRuns, extra_tags: Mapping[str, str] | None = None):
+    """Start the study's parent run: the earlier one of ``previous`` to resume, or a new one tagged
+    with the role, study and baseline hash (and ``extra_tags``)."""
+    if previous.study_run_id:
+        return retry_locked(start_run, run_id=previous.study_run_id)
+    tags = {keys.TAG_ROLE: keys.ROLE_STUDY, keys.TAG_STUDY: spec.study, TAG_CONFIG_HASH: baseline_hash(spec)}
+    return retry_locked(start_run, run_name=safe_name(spec.study), tags={**tags, **(extra_tags or {})})
+
+
 def _with_trust(spec: StudySpec) -> StudySpec:
     return spec.model_copy(update={"model": spec.model.model_copy(update={"trust_model_file": True})})
 
@@ -114,6 +124,8 @@ def run_study(
     """
     phase = on_phase or (lambda line: log.info("%s", line))
     spec = study if isinstance(study, StudySpec) else load_study(study, overrides)
+    if not spec.recipes:
+        raise ConfigError("recipes", "the study has no recipes, only a search block", "run it with netzip search")
     if trust_model_file:
         spec = _with_trust(spec)
     executor = executor or make_executor(spec.executor)
@@ -126,12 +138,7 @@ def run_study(
         experiment_id = ensure_experiment(spec.experiment_name)
         retry_locked(mlflow.set_experiment, experiment_id=experiment_id)  # nested runs follow it
         previous = PreviousRuns() if fresh else find_previous(spec, experiment_id)
-        if previous.study_run_id:
-            parent_run = retry_locked(start_run, run_id=previous.study_run_id)
-        else:
-            tags = {keys.TAG_ROLE: keys.ROLE_STUDY, keys.TAG_STUDY: spec.study, TAG_CONFIG_HASH: baseline_hash(spec)}
-            parent_run = retry_locked(start_run, run_name=safe_name(spec.study), tags=tags)
-        with parent_run as parent:
+        with open_study_run(spec, previous) as parent:
             try:
                 return _run_in_parent(spec, data, progress, previous, parent.info.run_id, model, executor, experiment_id, phase)
             except BaseException as exc:
@@ -164,24 +171,15 @@ def _run_in_parent(
     else:
         retry_locked(mlflow.log_text, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), keys.STUDY_ARTIFACT)
         retry_locked(mlflow.log_params, {"seed": spec.seed, "recipes": len(spec.recipes), "data.train_samples": len(data.split.train), "data.test_samples": len(data.split.test)})
-    reused = reuse_baseline(previous)
-    if reused is not None:
-        phase("reusing the baseline of the interrupted study run")
-        baseline, base_ref = reused
-        base_run_id = base_ref
-    else:
-        epochs = spec.model.train.epochs
-        training = f"training {epochs} epoch{'s' if epochs != 1 else ''}, then " if epochs else ""
-        phase(f"baseline: {training}measuring")
-        baseline, base_ref = run_baseline(spec, data, progress, model)
-        base_run_id = base_ref.run_id or ""
+    baseline, base_ref, base_run_id = baseline_for(spec, data, progress, previous, model, phase)
+    reused = isinstance(base_ref, str)  # the earlier run's baseline, referenced by its run id
     result = StudyResult(
         spec.study, spec.experiment_name, parent_id, base_run_id, experiment_id=experiment_id,
-        resumed=resumed, baseline_reused=reused is not None, killed=list(previous.killed),
+        resumed=resumed, baseline_reused=reused, killed=list(previous.killed),
     )
     pending = []
     for recipe in spec.recipes:
-        outcome = _reused_outcome(recipe, previous) if reused is not None else None
+        outcome = _reused_outcome(recipe, previous) if reused else None
         if outcome is not None:
             result.outcomes.append(outcome)
         else:
