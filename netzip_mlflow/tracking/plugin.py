@@ -91,6 +91,8 @@ class PluginConfig:
         progress: show progress bars.
         timeout_s: seconds the isolated worker may run (default: derived from the latency budget;
             0: no limit).
+        score_at_chance: compute ratios and OCS even when a model's top-1 is not above chance
+            (see :mod:`netzip_mlflow.analysis.chance`; default False: withheld, tagged why).
         tags: extra MLflow tags; ``study``, ``technique`` and ``recipe`` set the ``netzip.*`` tags
             the leaderboard filters on.
     """
@@ -110,6 +112,7 @@ class PluginConfig:
     class_names: tuple[str, ...] | None = None
     progress: bool = False
     timeout_s: float | None = None
+    score_at_chance: bool = False
     tags: tuple[tuple[str, str], ...] = ()
 
     @classmethod
@@ -147,6 +150,7 @@ class PluginConfig:
 
     def evaluation_config(self) -> Any:
         """The :class:`netzip_mlflow.evaluation.settings.EvaluationConfig` for these settings."""
+        from netzip_mlflow.analysis.ratios import RatioConfig
         from netzip_mlflow.evaluation.latency import LatencySettings
         from netzip_mlflow.evaluation.settings import EvaluationConfig
 
@@ -170,6 +174,7 @@ class PluginConfig:
             class_names=self.class_names,
             progress=bool(self.progress),
             timeout_s=self.timeout_s,
+            ratios=RatioConfig(score_at_chance=bool(self.score_at_chance)),
         )
 
 
