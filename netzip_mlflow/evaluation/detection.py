@@ -239,6 +239,7 @@ def evaluate_detection(
     config: EvaluationConfig,
     baseline: object | None = None,
     log_to_mlflow: bool = True,
+    baseline_model: nn.Module | None = None,
 ):
     """The ``task="detection"`` branch of :func:`netzip_mlflow.evaluate` (same arguments and report).
 
@@ -246,8 +247,13 @@ def evaluate_detection(
     detection); its ``tables`` hold the per-class AP table. The performance ratio uses mAP@0.5 unless
     the configuration names another metric than the classification default ``accuracy/top1``.
     """
-    from netzip_mlflow.evaluation.evaluator import EvaluationReport, _sample, compare
-    from netzip_mlflow.evaluation.runtime import RuntimeSettings, measure_runtime, measure_runtime_isolated
+    from netzip_mlflow.evaluation.evaluator import (
+        EvaluationReport,
+        _sample,
+        baseline_module,
+        compare,
+        measure_model_runtime,
+    )
     from netzip_mlflow.evaluation.size import model_size
     from netzip_mlflow.tracking.hardware import hardware_tags
 
@@ -264,9 +270,8 @@ def evaluate_detection(
     ops = count_ops(model, sample[:1])
     metrics.update(ops.as_metrics())
     metrics.update(model_size(model).as_metrics())
-    settings = RuntimeSettings(config.latency, config.threads, config.device, config.idle_s, config.power_log)
-    measure = measure_runtime_isolated if config.isolate else measure_runtime
-    runtime = measure(model, sample, settings)
+    pair_with = baseline_module(baseline, baseline_model) if baseline is not None else None
+    runtime = measure_model_runtime(model, sample, config, pair_with)
     metrics.update(runtime.metrics)
 
     tags = {**hardware_tags(), **runtime.tags, keys.TAG_TASK: "detection"}
@@ -275,6 +280,7 @@ def evaluate_detection(
         "eval.threads": config.threads,
         "eval.device": config.device,
         "eval.isolated": config.isolate,
+        "eval.paired": config.paired,
         "eval.samples": len(targets),
         "eval.latency_target_ci_rel": config.latency.target_ci_rel,
         "eval.latency_budget_s": config.latency.budget_s,
@@ -285,7 +291,7 @@ def evaluate_detection(
     }
     class_names = names or [str(label) for label in sorted({int(l) for t in targets for l in t["labels"]})]
     report = EvaluationReport(metrics, tags, params, None, ops, class_names=class_names,
-                              tables={PER_CLASS_TABLE: measured.per_class})
+                              tables={PER_CLASS_TABLE: measured.per_class}, model=model)
     report.tags[keys.TAG_ROLE] = keys.ROLE_BASELINE if baseline is None else keys.ROLE_COMPRESSED
     if baseline is not None:
         compare(report, baseline, config)

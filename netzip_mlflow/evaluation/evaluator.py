@@ -20,12 +20,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from netzip_mlflow.analysis.class_impact import ClassImpact, class_impact
-from netzip_mlflow.analysis.ratios import compute_ratios
+from netzip_mlflow.analysis.ratios import compute_ratios, paired_ratios
 from netzip_mlflow.data.batches import Batch, as_batches, first_batch
 from netzip_mlflow.errors import ConfigError
 from netzip_mlflow.evaluation.accuracy import Predictions, accuracy_metrics, agreement, model_input, predict
 from netzip_mlflow.evaluation.ops import OpsReport, count_ops
-from netzip_mlflow.evaluation.runtime import RuntimeSettings, measure_runtime, measure_runtime_isolated
+from netzip_mlflow.evaluation.runtime import RuntimeResult, RuntimeSettings, run_measurement
 from netzip_mlflow.evaluation.settings import TASKS, EvaluationConfig
 from netzip_mlflow.evaluation.size import model_size
 from netzip_mlflow.tracking import keys
@@ -50,6 +50,7 @@ class EvaluationReport:
         class_names: names of the classes, index = label.
         run_id: the MLflow run the report was logged to, if any.
         tables: name -> table logged as ``<name>.csv`` (detection: the per-class AP table).
+        model: the evaluated model (a later ``evaluate(..., baseline=report)`` times against it).
     """
 
     metrics: dict[str, float]
@@ -63,6 +64,7 @@ class EvaluationReport:
     class_names: list[str] = field(default_factory=list)
     run_id: str | None = None
     tables: dict[str, Any] = field(default_factory=dict)
+    model: nn.Module | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,35 @@ def gather_images(data: Iterable[Batch], indices: Iterable[int]) -> dict[int, to
     return found
 
 
+def baseline_module(baseline: EvaluationReport | str | None, baseline_model: nn.Module | None) -> nn.Module | None:
+    """The baseline model to time against: ``baseline_model``, else the one a baseline report holds.
+
+    A baseline given only as a run id is not unpickled from the store behind the caller's back:
+    pass ``baseline_model`` (a study passes its in-memory or logged baseline) to pair with it.
+    """
+    if baseline_model is not None:
+        return baseline_model
+    return baseline.model if isinstance(baseline, EvaluationReport) else None
+
+
+def measure_model_runtime(
+    model: nn.Module,
+    sample: torch.Tensor,
+    config: EvaluationConfig,
+    baseline: nn.Module | None = None,
+) -> RuntimeResult:
+    """Runtime metrics of ``model`` on ``sample`` by ``config``, and the paired ratios against
+    ``baseline`` (fed the same batch, cast to its own dtype) when pairing is on."""
+    settings = RuntimeSettings(
+        config.latency, config.threads, config.device, config.idle_s, config.power_log, config.paired_settings()
+    )
+    base_sample = None
+    if baseline is not None and settings.paired is not None:
+        baseline = baseline.to(config.device).eval()
+        base_sample = model_input(sample.detach().float() if sample.is_floating_point() else sample, baseline, config.device)
+    return run_measurement(model, sample, settings, config.isolate, baseline, base_sample)
+
+
 def compare(report: EvaluationReport, baseline: EvaluationReport | str, config: EvaluationConfig) -> None:
     """Add agreement, ratios, OCS and class-level impact against ``baseline`` to ``report`` in place."""
     facts = _baseline_facts(baseline)
@@ -135,7 +166,7 @@ def compare(report: EvaluationReport, baseline: EvaluationReport | str, config: 
         )
         report.metrics.update(report.impact.as_metrics())
         report.tags[keys.TAG_CIE_METHOD] = report.impact.method
-    result = compute_ratios(facts.metrics, report.metrics, config.ratios)
+    result = compute_ratios(facts.metrics, report.metrics, config.ratios, paired=paired_ratios(report.metrics))
     for name, value in result.ratios.items():
         report.tags[keys.ratio_metric_tag(name)] = result.metrics_used[name]
         if value is not None:
@@ -152,6 +183,7 @@ def evaluate(
     config: EvaluationConfig | None = None,
     baseline: EvaluationReport | str | None = None,
     log_to_mlflow: bool = True,
+    baseline_model: nn.Module | None = None,
 ) -> EvaluationReport:
     """Measure ``model`` on ``data`` with every NetZIP metric.
 
@@ -166,6 +198,9 @@ def evaluate(
         baseline: ``None``, another :class:`EvaluationReport`, or the run id of a logged baseline;
             with a baseline the report gets agreement, ratios, OCS and class-level impact.
         log_to_mlflow: log the report to the active MLflow run (one is started if none is active).
+        baseline_model: the baseline model to time ``model`` against interleaved
+            (``config.paired``, default on); by default the model a baseline report holds. A
+            baseline given as a run id without it is measured unpaired (tag ``netzip.paired``).
     """
     if task not in TASKS:
         raise ConfigError("task", f"unknown task {task!r}", f"use one of {list(TASKS)}")
@@ -173,7 +208,7 @@ def evaluate(
     if task == "detection":
         from netzip_mlflow.evaluation.detection import evaluate_detection
 
-        return evaluate_detection(model, data, config, baseline, log_to_mlflow)
+        return evaluate_detection(model, data, config, baseline, log_to_mlflow, baseline_model)
     batches = as_batches(data, config.eval_batch_size)
     model = model.to(config.device).eval()
     predictions = predict(model, batches, config.device, progress=config.progress)
@@ -185,9 +220,8 @@ def evaluate(
     metrics.update(ops.as_metrics())
     metrics.update(model_size(model).as_metrics())
 
-    settings = RuntimeSettings(config.latency, config.threads, config.device, config.idle_s, config.power_log)
-    measure = measure_runtime_isolated if config.isolate else measure_runtime
-    runtime = measure(model, sample, settings)
+    pair_with = baseline_module(baseline, baseline_model) if baseline is not None else None
+    runtime = measure_model_runtime(model, sample, config, pair_with)
     metrics.update(runtime.metrics)
 
     tags = {**hardware_tags(), **runtime.tags, keys.TAG_TASK: task}
@@ -196,13 +230,14 @@ def evaluate(
         "eval.threads": config.threads,
         "eval.device": config.device,
         "eval.isolated": config.isolate,
+        "eval.paired": config.paired,
         "eval.samples": int(predictions.labels.size),
         "eval.latency_target_ci_rel": config.latency.target_ci_rel,
         "eval.latency_budget_s": config.latency.budget_s,
         "eval.input_shape": "x".join(str(d) for d in sample.shape[1:]),
     }
     names = list(config.class_names) if config.class_names else [str(i) for i in range(predictions.num_classes)]
-    report = EvaluationReport(metrics, tags, params, predictions, ops, class_names=names)
+    report = EvaluationReport(metrics, tags, params, predictions, ops, class_names=names, model=model)
     report.tags[keys.TAG_ROLE] = keys.ROLE_BASELINE if baseline is None else keys.ROLE_COMPRESSED
     if baseline is not None:
         compare(report, baseline, config)

@@ -171,18 +171,16 @@ def _round_ratio(base: list[float], comp: list[float]) -> float:
 def _warm_up(
     compressed: Call, baseline: Call, settings: PairedSettings, clock: Callable[[], float], sync: Callable[[], None]
 ) -> float:
-    """Alternate untimed calls; return the mean per-call time of the two models' last calls, s."""
+    """Alternate untimed calls; return the mean of the two models' median call times, s."""
     start = clock()
-    last = {0: math.inf, 1: math.inf}
-    n = 0
-    while n < settings.min_warmup or clock() - start < settings.warmup_s:
+    seen: dict[int, list[float]] = {0: [], 1: []}
+    while len(seen[0]) < settings.min_warmup or clock() - start < settings.warmup_s:
         for side, call in enumerate((compressed, baseline)):
             t0 = clock()
             call()
             sync()
-            last[side] = clock() - t0
-        n += 1
-    return (last[0] + last[1]) / 2.0
+            seen[side].append(clock() - t0)
+    return (float(np.median(seen[0])) + float(np.median(seen[1]))) / 2.0
 
 
 def measure_paired(

@@ -265,7 +265,9 @@ def _run_recipe(
             if spec.task != "detection":  # detectors return per-image box lists, checked by their metrics
                 inputs, labels = _first_batch(data.test)
                 check_model_outputs(result.model, inputs, labels, len(data.split.classes), f"recipe {recipe.name!r}")
-            report = evaluate(result.model, data.test, spec.task, config, baseline=base_report, log_to_mlflow=True)
+            report = evaluate(
+                result.model, data.test, spec.task, config, baseline=base_report, log_to_mlflow=True, baseline_model=baseline
+            )
             retry_locked(log_torch_model, result.model, example_inputs(data))
         except Exception as exc:  # noqa: BLE001 - any failure of one recipe (MemoryError and torch's
             # OutOfMemoryError included: both are Exceptions) must not stop the study
