@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from netzip_mlflow.analysis.leaderboard import accuracy_metric
+from netzip_mlflow.analysis.leaderboard import OCS_CI_HIGH, OCS_CI_LOW, accuracy_metric
 from netzip_mlflow.errors import DataError
 from netzip_mlflow.tracking import keys
 
@@ -134,7 +134,8 @@ def radar_plot(df: pd.DataFrame, top_k: int = 5, title: str | None = None) -> Fi
 
     Radii are value minus the lower limit of :func:`radial_range` and the tick labels show values,
     so a negative OCS stays visible; the dashed black ring is 0, the dotted green ring ratio = 1 (no
-    change). A missing ratio leaves a gap in its run's outline. Legend: recipe and OCS.
+    change). A missing ratio leaves a gap in its run's outline. Legend: recipe and OCS. Paired
+    ratios (and the OCS built on them) carry their 95 % CI as radial error bars.
     """
     _require(df, [col for col, _ in RADAR_AXES], "radar_plot")
     top = _ranked(df, "radar_plot").head(top_k)
@@ -165,9 +166,34 @@ def radar_plot(df: pd.DataFrame, top_k: int = 5, title: str | None = None) -> Fi
                 label=f"{label} (OCS {ocs_value:.3g})", zorder=3)
         finite = np.isfinite(radii)
         ax.fill(closed[finite], radii[finite], color=colour, alpha=0.08, zorder=2)
+    for (_, run), colour in zip(top.iterrows(), colours):
+        _radar_error_bars(ax, run, angles, low, colour)
     fig.legend(loc="upper left", bbox_to_anchor=(0.66, 0.86), fontsize=9, frameon=False)
     fig.suptitle(title or f"Top {len(top)} runs by OCS", x=0.32, y=0.97)
     return fig
+
+
+def interval(row: pd.Series, column: str) -> tuple[float, float] | None:
+    """The 95 % CI a leaderboard row carries for ``column`` (a paired ratio or the OCS), or None."""
+    if column == keys.OCS:
+        names = (OCS_CI_LOW, OCS_CI_HIGH)
+    else:
+        name = next((n for n, key in keys.RATIO_KEYS.items() if key == column), None)
+        if name is None or name not in keys.PAIRED_RATIOS:
+            return None
+        names = keys.ratio_ci_columns(name)
+    lo, hi = (float(row.get(n, np.nan)) for n in names)
+    return (lo, hi) if np.isfinite(lo) and np.isfinite(hi) else None
+
+
+def _radar_error_bars(ax: Axes, row: pd.Series, angles: np.ndarray, low: float, colour: str) -> None:
+    for angle, (column, _) in zip(angles, RADAR_AXES):
+        ci = interval(row, column)
+        value = float(row[column])
+        if ci is None or not np.isfinite(value):
+            continue
+        ax.errorbar([angle], [value - low], yerr=[[value - ci[0]], [ci[1] - value]],
+                    color=colour, capsize=3, linewidth=1.2, zorder=3.5)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -178,7 +204,8 @@ def radar_plot(df: pd.DataFrame, top_k: int = 5, title: str | None = None) -> Fi
 def ocs_bar_plot(df: pd.DataFrame, top_k: int | None = None, title: str | None = None) -> Figure:
     """Horizontal bars of every run's OCS, best at the top; negative OCS in red (paper Fig. 8a).
 
-    Rows without a finite OCS are left out; ``top_k`` keeps only the best runs.
+    Rows without a finite OCS are left out; ``top_k`` keeps only the best runs. Runs whose OCS
+    rests on paired ratios carry its range over their 95 % CIs as an error bar.
     """
     rows = _ranked(df, "ocs_bar_plot")
     if top_k is not None:
@@ -190,13 +217,18 @@ def ocs_bar_plot(df: pd.DataFrame, top_k: int | None = None, title: str | None =
     fig = Figure(figsize=(8, max(2.5, 0.32 * len(rows) + 1.4)), layout="constrained")
     ax = fig.add_subplot()
     positions = np.arange(len(rows))
-    bars = ax.barh(positions, scores, color=colours)
+    cis = [interval(row, keys.OCS) for _, row in rows.iterrows()]
+    err = np.array([[s - ci[0], ci[1] - s] if ci else [0.0, 0.0] for s, ci in zip(scores, cis)]).T
+    bars = ax.barh(positions, scores, color=colours, xerr=err if any(cis) else None, capsize=3,
+                   error_kw={"elinewidth": 1.0})
     ax.set_yticks(positions, labels, fontsize=9)
     ax.invert_yaxis()
     ax.axvline(0.0, color="black", linewidth=0.8)
     ax.bar_label(bars, labels=[f"{s:.3g}" for s in scores], padding=3, fontsize=8)
-    span = max(scores.max(), 0.0) - min(scores.min(), 0.0) or 1.0
-    ax.set_xlim(min(scores.min(), 0.0) - 0.15 * span, max(scores.max(), 0.0) + 0.15 * span)
+    lows = np.array([ci[0] if ci else s for s, ci in zip(scores, cis)])
+    highs = np.array([ci[1] if ci else s for s, ci in zip(scores, cis)])
+    span = max(highs.max(), 0.0) - min(lows.min(), 0.0) or 1.0
+    ax.set_xlim(min(lows.min(), 0.0) - 0.15 * span, max(highs.max(), 0.0) + 0.15 * span)
     ax.set_xlabel("Overall Compression Success (OCS)")
     ax.grid(axis="x", alpha=0.3)
     ax.set_title(title or "OCS of the compressed runs")

@@ -184,6 +184,13 @@ def ratio_metric_tag(ratio: str) -> str:
     return f"netzip.ratio.{ratio}_metric"
 
 
+def ratio_ci_columns(ratio: str) -> tuple[str, str]:
+    """Leaderboard columns holding the 95% CI of ``ratio`` as shown (paired ratios only), e.g.
+    ``("ratio/speedup_ci95_low", "ratio/speedup_ci95_high")``."""
+    column = RATIO_KEYS[ratio]
+    return f"{column}_ci95_low", f"{column}_ci95_high"
+
+
 def higher_is_better(key: str) -> bool:
     """Direction of a metric key; raises ``KeyError`` naming the key if it is unknown."""
     try:
