@@ -165,6 +165,7 @@ TAG_ERROR = "netzip.error"
 TAG_TASK = "netzip.task"
 TAG_CIE_METHOD = "netzip.cie.method"  # "single-model pipeline" or "population (Welch t-test)"
 TAG_MISSING_RATIOS = "netzip.ocs.missing_ratios"
+TAG_OMITTED_METRICS = "netzip.omitted_metrics"  # metrics left out as undefined, and why
 TAG_LATENCY_TARGET_MET = "netzip.latency.target_met"
 TAG_LATENCY_TIMER = "netzip.latency.timer"
 TAG_RUNTIME_THREADS = "netzip.runtime.threads"
