@@ -127,20 +127,23 @@ def test_scaled_dot_product_attention_macs() -> None:
     assert report.macs == 2 * batch * heads * length * length * dim  # Q K^T and A V
 
 
+class SelfAttention(nn.Module):
+    """``mha(x, x, x)`` as a module (MultiheadAttention returns the weights too)."""
+
+    def __init__(self, mha: nn.MultiheadAttention) -> None:
+        super().__init__()
+        self.attn = mha
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn(x, x, x)[0]
+
+
 def test_multihead_attention_macs() -> None:
     batch, length, dim, heads = 2, 5, 16, 4
     mha = nn.MultiheadAttention(dim, heads, batch_first=True)
     x = torch.randn(batch, length, dim)
 
-    class SelfAttention(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.attn = mha
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.attn(x, x, x)[0]
-
-    report = count_ops(SelfAttention(), x)
+    report = count_ops(SelfAttention(mha), x)
     projections = batch * length * dim * 3 * dim + batch * length * dim * dim
     attention = 2 * batch * length * length * dim
     assert report.macs == projections + attention
@@ -528,15 +531,7 @@ def test_multihead_attention_charges_each_product_at_the_weight_it_multiplies() 
     d_in = _zero_share(mha.in_proj_weight, 0.5)
     d_out = _zero_share(mha.out_proj.weight, 0.75, seed=1)  # never called as a module
 
-    class SelfAttention(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.attn = mha
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.attn(x, x, x)[0]
-
-    report = count_ops(SelfAttention(), torch.randn(batch, length, dim))
+    report = count_ops(SelfAttention(mha), torch.randn(batch, length, dim))
     tokens = batch * length
     in_proj, out_proj = tokens * dim * 3 * dim, tokens * dim * dim
     attention = 2 * batch * length * length * dim  # Q K^T and A V: no weight, density 1
