@@ -1,14 +1,18 @@
 """The ``netzip`` command: a thin layer over the public API.
 
 Subcommands: ``run`` (a study), ``leaderboard``, ``evaluate`` (one model file), ``plot`` (the paper's
-plots as files) and ``techniques`` (the recipe catalogue). Errors print one line and exit 2; a study in
-which some recipe failed exits 1 after running the others.
+plots as files) and ``techniques`` (the recipe catalogue). ``run``, ``evaluate``, ``techniques`` and
+``leaderboard`` take ``--format json`` for machine-readable output on stdout. Exit codes
+(:mod:`netzip_mlflow.cli.output`): 0 success; 1 a study ran but some recipe failed (the others ran);
+2 a usage or input error (bad flag, bad YAML field, unreadable data or model, unreachable store),
+printed as one line.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -17,7 +21,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from netzip_mlflow import __version__
 from netzip_mlflow.cli import class_impact_cmd, evaluate_cmd
+from netzip_mlflow.cli.output import EXIT_OK, EXIT_RECIPES_FAILED, EXIT_USAGE, write_json
 from netzip_mlflow.errors import NetzipError
 
 console = Console()
@@ -59,6 +65,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="netzip", description="Compare neural-network compression with the NetZIP metrics in MLflow.")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--version", action="version", version=f"netzip-mlflow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a study YAML: baseline, recipes, leaderboard")
@@ -75,6 +82,8 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="where recipes run: one after another here (local, the default) or as Ray tasks "
                           "(needs an http:// tracking server; see docs/deployment.md)")
     run.add_argument("--address", help="Ray cluster address for --executor ray (e.g. auto, HOST:6379, ray://HOST:10001)")
+    run.add_argument("--format", default="table", choices=["table", "json"],
+                     help="json: the study's runs, outcomes and leaderboard as one JSON object on stdout")
 
     board = sub.add_parser("leaderboard", help="rank compressed runs by OCS (from MLflow queries only)")
     board.add_argument("--experiment", required=True, action="append", help="experiment name (repeatable)")
@@ -84,7 +93,9 @@ def _build_parser() -> argparse.ArgumentParser:
     board.add_argument("--sort", default="ocs")
     board.add_argument("--format", default="table", choices=["table", "csv", "markdown", "json", "html"])
     board.add_argument("--include-failed", action="store_true")
-    board.add_argument("--by", choices=["hardware"], help="show recipes across machines side by side")
+    board.add_argument("--by", choices=["hardware", "runtime"],
+                       help="hardware: recipes across machines side by side; runtime: the best run of "
+                            "each runtime (torch, onnxruntime, openvino)")
     _ratio_args(board)
 
     plot = sub.add_parser("plot", help="write the radar, OCS bar and bubble plots as PNG files")
@@ -94,7 +105,8 @@ def _build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--top-k", type=int, default=5)
     _ratio_args(plot)
 
-    sub.add_parser("techniques", help="list compression techniques and their parameters")
+    techniques = sub.add_parser("techniques", help="list compression techniques and their parameters")
+    techniques.add_argument("--format", default="table", choices=["table", "json"])
     evaluate_cmd.add_parser(sub)
     class_impact_cmd.add_parser(sub)
     return parser
@@ -113,6 +125,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = run_study(
         args.study, overrides, progress=not args.no_progress, fresh=args.fresh, trust_model_file=args.trust_model_file
     )
+    import mlflow
+
+    if args.format == "json":
+        board = result.leaderboard
+        write_json({
+            "study": result.study,
+            "experiment": result.experiment,
+            "tracking_uri": mlflow.get_tracking_uri(),
+            "study_run_id": result.study_run_id,
+            "baseline_run_id": result.baseline_run_id,
+            "resumed": result.resumed,
+            "baseline_reused": result.baseline_reused,
+            "killed": list(result.killed),
+            "outcomes": [
+                {"recipe": o.recipe, "technique": o.technique, "run_id": o.run_id, "status": o.status,
+                 "error": o.error, "ocs": o.ocs, "reused": o.reused}
+                for o in result.outcomes
+            ],
+            "leaderboard": [] if board is None else board.to_dict(orient="records"),
+        })
+        return EXIT_RECIPES_FAILED if result.failed else EXIT_OK
     if result.resumed:
         reused = sum(o.reused for o in result.outcomes)
         console.print(
@@ -123,25 +156,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     if result.leaderboard is not None and not result.leaderboard.empty:
         print_table(result.leaderboard, console=console, title=f"OCS leaderboard — study {result.study}")
-    import mlflow
-
     console.print(f"\nRuns are in experiment [bold]{result.experiment}[/] at {mlflow.get_tracking_uri()}")
     console.print(f"Open the MLflow UI:  mlflow ui --backend-store-uri {mlflow.get_tracking_uri()}")
     if result.failed:
         for outcome in result.failed:
             err_console.print(f"[red]FAILED[/] {outcome.recipe} ({outcome.technique}): {escape(outcome.error or '')}", highlight=False, soft_wrap=True)
         err_console.print(f"{len(result.failed)} of {len(result.outcomes)} recipes failed; see their runs' netzip.error tags")
-        return 1
-    return 0
+        return EXIT_RECIPES_FAILED
+    return EXIT_OK
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
-    from netzip_mlflow.analysis.leaderboard import leaderboard, leaderboard_by_hardware
+    from netzip_mlflow.analysis.leaderboard import leaderboard, leaderboard_by_hardware, leaderboard_by_runtime
     from netzip_mlflow.analysis.render import print_table, render
 
     kwargs = dict(study=args.study, technique=args.technique, hardware=args.hardware, ratio_config=_ratio_config(args))
     if args.by == "hardware":
         board = leaderboard_by_hardware(args.experiment, **kwargs)
+    elif args.by == "runtime":
+        board = leaderboard_by_runtime(args.experiment, **kwargs)
     else:
         board = leaderboard(args.experiment, sort=args.sort, include_failed=args.include_failed, **kwargs)
     if args.format == "table":
@@ -170,6 +203,19 @@ def _cmd_techniques(args: argparse.Namespace) -> int:
 
     from netzip_mlflow.compression.registry import list_techniques
 
+    if args.format == "json":
+        write_json([
+            {
+                "name": spec.name,
+                "description": spec.description,
+                "params": [
+                    {"name": p.name, "type": p.type.__name__, "default": p.default, "allowed": p.allowed(), "help": p.help}
+                    for p in spec.params
+                ],
+            }
+            for spec in list_techniques()
+        ])
+        return EXIT_OK
     table = Table(title="Compression techniques", show_lines=True)
     for col in ("technique", "description", "parameters (default)"):
         table.add_column(col)
@@ -191,7 +237,13 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``netzip`` console script; returns the exit code."""
+    """Entry point of the ``netzip`` console script; returns the exit code.
+
+    Argument errors exit with :data:`~netzip_mlflow.cli.output.EXIT_USAGE` (argparse's own 2).
+    """
+    # No network at run time: MLflow 3 sends usage telemetry unless told not to. Only the CLI's own
+    # process is changed (never on import); MLFLOW_DISABLE_TELEMETRY=false set by the user wins.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     args = _build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -206,11 +258,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except NetzipError as exc:
         err_console.print(f"[red]error:[/] {escape(' '.join(str(exc).split()))}", highlight=False, soft_wrap=True)
-        return 2
+        return EXIT_USAGE
     except MlflowException as exc:  # the store failed outside the places that wrap its errors
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         err_console.print(f"[red]error:[/] MLflow tracking failed: {escape(first)} (check --tracking-uri / MLFLOW_TRACKING_URI)", highlight=False, soft_wrap=True)
-        return 2
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Runtime measurement of one model: latency, CPU, RAM and energy, optionally in a fresh process.
 
-DESIGN.md section 6: each model is measured in a freshly *spawned* process (``isolate=True``) so that
+docs/architecture.md, "Measurement protocol": each model is measured in a freshly *spawned* process (``isolate=True``) so that
 one model's memory, caches and allocator state do not leak into the next. The model travels to the
 worker through a temporary ``torch.save`` file written by this process from the caller's in-memory
 model (never a file a user handed us), and is loaded there only after the worker's anonymous memory
@@ -24,6 +24,7 @@ from torch import nn
 
 from netzip_mlflow import model_pickle
 from netzip_mlflow.errors import MeasurementError
+from netzip_mlflow.evaluation.deployed import DeployedModel
 from netzip_mlflow.evaluation.energy import EnergyWindow, best_meter, measure_idle_power
 from netzip_mlflow.evaluation.latency import CudaEventTimer, LatencySettings, measure_latency
 from netzip_mlflow.evaluation.paired import PairedSettings, measure_paired
@@ -77,6 +78,8 @@ def measure_runtime(
     """
     threads_before = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
+    if isinstance(model, DeployedModel):  # threads through the runtime's own option
+        model.set_threads(settings.threads)
     try:
         return _measure(model, sample, settings, anon_before_bytes)
     finally:
@@ -106,7 +109,8 @@ def _measure(
     result.metrics.update(monitor.result().as_metrics())
     result.tags[keys.TAG_LATENCY_TARGET_MET] = str(latency.target_met).lower()
     result.tags[keys.TAG_LATENCY_TIMER] = "cuda-events" if timer is not None else "perf_counter"
-    result.tags[keys.TAG_RUNTIME_THREADS] = str(torch.get_num_threads())
+    threads = model.session_threads() if isinstance(model, DeployedModel) else torch.get_num_threads()
+    result.tags[keys.TAG_RUNTIME_THREADS] = str(threads)
     result.tags[keys.TAG_RUNTIME_ISOLATED] = "false"
     if meter is not None:
         energy = window.result(n_samples=latency.calls * batch, idle_power_w=idle)
@@ -125,12 +129,16 @@ def measure_pair(
 
     Run it *after* :func:`measure_runtime` of ``model``: RAM and footprint belong to the model's own
     measurement, and two models in one process would mix them. Idle power is read again here, with
-    both models loaded, for the paired energy windows.
+    both models loaded, for the paired energy windows. A deployed (ONNX Runtime / OpenVINO) model
+    is timed through its session like any module, its threads fixed by the runtime's own option.
     """
     if settings.paired is None:
         raise MeasurementError("measure_pair needs RuntimeSettings.paired (the paired protocol's settings)")
     threads_before = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
+    for timed in (model, baseline):
+        if isinstance(timed, DeployedModel):
+            timed.set_threads(settings.threads)
     try:
         cuda = settings.device.startswith("cuda")
         gpu = (torch.device(settings.device).index or 0) if cuda else None
@@ -164,8 +172,11 @@ def code_modules(model: nn.Module) -> list[str]:
     """The importable modules defining the classes of ``model``'s modules (e.g.
     ``torchvision.models.resnet``), which the worker imports *before* it reads its baseline RSS:
     the memory of importing a model's code (torchvision alone is about 170 MB) is not the model's
-    footprint. Classes defined in ``__main__`` travel by value and are left out."""
+    footprint (for a runtime model: the runtime's library, e.g. onnxruntime). Classes defined in
+    ``__main__`` travel by value and are left out."""
     names = {type(module).__module__ for module in model.modules()}
+    if isinstance(model, DeployedModel):
+        names.update(model.runtime_code_modules())
     return sorted(name for name in names if name != "__main__" and name in sys.modules)
 
 

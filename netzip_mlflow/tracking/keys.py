@@ -1,6 +1,6 @@
 """The metric-key schema: the single source of every metric name, its unit and its direction.
 
-The keys are a contract (DESIGN.md section 4); the CLI, the leaderboard, the plots and the README table
+The keys are a contract (docs/architecture.md, "MLflow layout"); the CLI, the leaderboard, the plots and the README table
 are all generated from :data:`METRICS`.
 """
 
@@ -154,7 +154,7 @@ PAIRED_SOURCES: dict[str, tuple[str, ...]] = {
 }
 """Ratio name -> the metrics whose ratio the paired measurement replaces when it feeds that ratio."""
 
-# Tags (DESIGN.md section 4).
+# Tags (docs/architecture.md, "MLflow layout").
 TAG_ROLE = "netzip.role"
 TAG_STUDY = "netzip.study"
 TAG_BASELINE_RUN = "netzip.baseline_run_id"
@@ -168,6 +168,9 @@ TAG_MISSING_RATIOS = "netzip.ocs.missing_ratios"
 TAG_OMITTED_METRICS = "netzip.omitted_metrics"  # metrics left out as undefined, and why
 TAG_LATENCY_TARGET_MET = "netzip.latency.target_met"
 TAG_LATENCY_TIMER = "netzip.latency.timer"
+TAG_LATENCY_KERNELS = "netzip.latency.kernels"  # binary layers run on float kernels (bnn)
+TAG_RUNTIME = "netzip.runtime"  # torch, onnxruntime or openvino
+TAG_RUNTIME_THREAD_OPTION = "netzip.runtime.thread_option"  # the runtime's option that fixed threads
 TAG_RUNTIME_THREADS = "netzip.runtime.threads"
 TAG_RUNTIME_ISOLATED = "netzip.runtime.isolated"
 TAG_PAIRED = "netzip.paired"  # "true (...)" or "false (why)"
@@ -175,6 +178,18 @@ TAG_PAIRED_TARGET_MET = "netzip.paired.target_met"
 TAG_PAIRED_EFFICIENCY = "netzip.paired.efficiency"  # measured, estimate restating latency, or why absent
 TAG_HW_PREFIX = "netzip.hw."
 TAG_SW_PREFIX = "netzip.sw."
+TAG_HW_ID = "netzip.hw.id"  # hash of the machine's hardware facts; ratios only within one id
+TAG_CONFIG_HASH = "netzip.config_hash"  # what a study run / recipe run was made from (resume)
+TAG_RESUMED = "netzip.resumed"
+TAG_MODEL_SOURCE = "netzip.model_source"  # `netzip evaluate MODEL`: the model file or URI
+TAG_CIE_POPULATION_ERROR = "netzip.cie.population_error"
+TAG_EXECUTOR = "netzip.executor"
+TAG_HW_CLASS = "netzip.hw_class"
+TAG_BASELINE_OF = "netzip.baseline_of"  # baseline@<class> runs: the study's main baseline run
+TAG_RAY_NODE_ID = "netzip.ray.node_id"
+TAG_RAY_NODE_IP = "netzip.ray.node_ip"
+TAG_RAY_HOSTNAME = "netzip.ray.hostname"
+TAG_RAY_RESOURCES = "netzip.ray.resources"
 ROLE_STUDY = "study"
 ROLE_BASELINE = "baseline"
 ROLE_COMPRESSED = "compressed"
@@ -200,3 +215,16 @@ def higher_is_better(key: str) -> bool:
         raise KeyError(
             f"unknown metric key {key!r}; known keys: {', '.join(sorted(METRICS))}"
         ) from None
+
+
+# Artifact paths (relative to a run's artifact root).
+PREDICTIONS_ARTIFACT = "predictions/predictions.npz"
+OPS_ARTIFACT = "ops/per_layer.csv"
+CONFUSION_ARTIFACT = "confusion/confusion_matrix.png"
+IMPACT_FOLDER = "class_impact"
+TRACEBACK_ARTIFACT = "error/traceback.txt"
+STUDY_ARTIFACT = "study.yaml"
+LEADERBOARD_FOLDER = "leaderboard"
+PLOTS_FOLDER = "plots"
+POPULATION_ARTIFACT = "class_impact/population.csv"
+OPENVINO_IR_ARTIFACT = "openvino_ir"  # the IR folder inside an OpenVINO pyfunc model

@@ -125,12 +125,13 @@ def test_paired_off_restores_independent_measurement(setup):
 
 
 def test_baseline_run_id_without_model_is_measured_unpaired(setup, monkeypatch):
-    from netzip_mlflow.evaluation import evaluator
+    from netzip_mlflow.evaluation.report import BaselineFacts
+    from netzip_mlflow.tracking import runs
 
     model, loader, _, _ = setup
     base = nz.evaluate(model, loader, config=FAST, log_to_mlflow=False)
-    facts = evaluator.BaselineFacts(base.metrics, base.predictions, None, "abc")
-    monkeypatch.setattr(evaluator, "_baseline_facts", lambda _: facts)
+    facts = BaselineFacts(base.metrics, base.predictions, None, "abc")
+    monkeypatch.setattr(runs, "resolve_baseline", lambda _: facts)
     report = nz.evaluate(model, loader, config=FAST, baseline="abc", log_to_mlflow=False)
     assert report.tags[keys.TAG_PAIRED] == "false (no baseline model to pair with)"
     with_model = nz.evaluate(model, loader, config=FAST, baseline="abc", baseline_model=model, log_to_mlflow=False)
