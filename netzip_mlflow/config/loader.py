@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,21 @@ def _field(loc: tuple[Any, ...]) -> str:
     return out or "study"
 
 
+def dotted_key(key: str) -> str:
+    """The bracket form our errors print, ``recipes[1].params.amount``, as ``recipes.1.params.amount``."""
+    return re.sub(r"\[(\d+)\]", r".\1", key.strip()).lstrip(".")
+
+
 def parse_override(text: str) -> tuple[str, Any]:
-    """``"data.path=/x"`` -> ``("data.path", "/x")``; the value is parsed as YAML (safely)."""
+    """``"data.path=/x"`` -> ``("data.path", "/x")``; the value is parsed as YAML (safely).
+
+    List items can be named either way: ``recipes[1].params.amount=0.5`` (as errors print the
+    field) or ``recipes.1.params.amount=0.5``.
+    """
     if "=" not in text:
         raise ConfigError("override", f"{text!r} is not KEY=VALUE", "e.g. data.path=/data/images")
     key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
+    return dotted_key(key), yaml.safe_load(value)
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -35,7 +45,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[s
     out = copy.deepcopy(raw)
     for dotted, value in overrides.items():
         node: Any = out
-        parts = dotted.split(".")
+        parts = dotted_key(dotted).split(".")
         for part in parts[:-1]:
             if isinstance(node, list):
                 node = node[int(part)]
@@ -69,6 +79,10 @@ def validate_study(raw: Mapping[str, Any], source: str = "study") -> StudySpec:
         if problem is not None:
             raise ConfigError(f"{source}: recipes[{i}].{problem[0]}", problem[1], problem[2])
         recipes.append(recipe.model_copy(update={"params": params}))
+    if spec.search is not None:
+        from netzip_mlflow.search.space import check_space
+
+        check_space(spec.search, source)
     return spec.model_copy(update={"recipes": recipes})
 
 

@@ -17,7 +17,7 @@ Reliability:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,11 @@ from torch import nn
 
 from netzip_mlflow.config.loader import load_study
 from netzip_mlflow.config.schema import RecipeSpec, StudySpec
-from netzip_mlflow.study.baseline import initial_model, reuse_baseline, run_baseline
+from netzip_mlflow.errors import ConfigError
+from netzip_mlflow.models.baseline import BaselineModel
+from netzip_mlflow.study.baseline import baseline_for, initial_model
 from netzip_mlflow.study.context import StudyData, load_data
-from netzip_mlflow.study.executors import Executor, make_executor
+from netzip_mlflow.study.executors import Executor, LocalExecutor, make_executor
 from netzip_mlflow.study.jobs import RecipeOutcome, StudyJob, StudyResult
 from netzip_mlflow.study.recipe import TRACEBACK_ARTIFACT, error_message, record_failure, run_recipe, safe_name
 from netzip_mlflow.study.resume import TAG_CONFIG_HASH, TAG_RESUMED, PreviousRuns, baseline_hash, find_previous
@@ -47,6 +49,30 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+PhaseFn = Callable[[str], None]
+"""Receives one status line per phase of a study."""
+
+
+def _model_line(spec: StudySpec) -> str:
+    m = spec.model
+    if m.path is None:
+        return f"{spec.detection_arch if spec.task == 'detection' else m.arch}, random init"
+    return f"loading {m.path}"
+
+
+def _announced(run_one: Callable[..., RecipeOutcome], phase: PhaseFn, total: int) -> Callable[..., RecipeOutcome]:
+    """``run_one`` that first reports "recipe i of n: name (technique)" (local executor only)."""
+    count = 0
+
+    def run(recipe: RecipeSpec, *args: Any, **kwargs: Any) -> RecipeOutcome:
+        nonlocal count
+        count += 1
+        phase(f"recipe {count} of {total}: {recipe.name} ({recipe.technique})")
+        return run_one(recipe, *args, **kwargs)
+
+    return run
+
+
 def _reused_outcome(recipe: RecipeSpec, previous: PreviousRuns) -> RecipeOutcome | None:
     run = previous.recipes.get(recipe.name)
     if run is None:
@@ -54,6 +80,15 @@ def _reused_outcome(recipe: RecipeSpec, previous: PreviousRuns) -> RecipeOutcome
     return RecipeOutcome(
         recipe.name, recipe.technique, run.info.run_id, "FINISHED", ocs=run.data.metrics.get(keys.OCS), reused=True
     )
+
+
+def open_study_run(spec: StudySpec, previous: PreviousRuns, extra_tags: Mapping[str, str] | None = None):
+    """Start the study's parent run: the earlier one of ``previous`` to resume, or a new one tagged
+    with the role, study and baseline hash (and ``extra_tags``)."""
+    if previous.study_run_id:
+        return retry_locked(start_run, run_id=previous.study_run_id)
+    tags = {keys.TAG_ROLE: keys.ROLE_STUDY, keys.TAG_STUDY: spec.study, TAG_CONFIG_HASH: baseline_hash(spec)}
+    return retry_locked(start_run, run_name=safe_name(spec.study), tags={**tags, **(extra_tags or {})})
 
 
 def _with_trust(spec: StudySpec) -> StudySpec:
@@ -67,6 +102,7 @@ def run_study(
     fresh: bool = False,
     trust_model_file: bool = False,
     executor: Executor | None = None,
+    on_phase: PhaseFn | None = None,
 ) -> StudyResult:
     """Run a study: train or load the baseline, evaluate it, then compress and evaluate each recipe.
 
@@ -80,29 +116,31 @@ def run_study(
             arbitrary code: only for files you made yourself (same as ``model.trust_model_file``).
         executor: where recipes run (default: the study's ``executor:`` section, i.e. one after
             another in this process; see :mod:`netzip_mlflow.study.executors`).
+        on_phase: called with one line as each phase starts ("baseline: ... measuring",
+            "recipe 2 of 3: ..."); the CLI prints them. Default: logged at INFO level.
 
     Returns the runs made (or reused) and the study's leaderboard. Failed recipes are in
     ``result.failed``.
     """
+    phase = on_phase or (lambda line: log.info("%s", line))
     spec = study if isinstance(study, StudySpec) else load_study(study, overrides)
+    if not spec.recipes:
+        raise ConfigError("recipes", "the study has no recipes, only a search block", "run it with netzip search")
     if trust_model_file:
         spec = _with_trust(spec)
     executor = executor or make_executor(spec.executor)
     try:
         executor.prepare(spec, mlflow.get_tracking_uri())  # e.g. Ray needs an http:// tracking server
+        phase(f"study {spec.study}: loading the data")
         data = load_data(spec)  # bad data and bad models fail here, before the store is touched
+        phase(f"building the baseline model ({_model_line(spec)})")
         model = initial_model(spec, data)
         experiment_id = ensure_experiment(spec.experiment_name)
         retry_locked(mlflow.set_experiment, experiment_id=experiment_id)  # nested runs follow it
         previous = PreviousRuns() if fresh else find_previous(spec, experiment_id)
-        if previous.study_run_id:
-            parent_run = retry_locked(start_run, run_id=previous.study_run_id)
-        else:
-            tags = {keys.TAG_ROLE: keys.ROLE_STUDY, keys.TAG_STUDY: spec.study, TAG_CONFIG_HASH: baseline_hash(spec)}
-            parent_run = retry_locked(start_run, run_name=safe_name(spec.study), tags=tags)
-        with parent_run as parent:
+        with open_study_run(spec, previous) as parent:
             try:
-                return _run_in_parent(spec, data, progress, previous, parent.info.run_id, model, executor, experiment_id)
+                return _run_in_parent(spec, data, progress, previous, parent.info.run_id, model, executor, experiment_id, phase)
             except BaseException as exc:
                 record_failure(exc)
                 raise
@@ -116,9 +154,10 @@ def _run_in_parent(
     progress: bool,
     previous: PreviousRuns,
     parent_id: str,
-    model: nn.Module,
+    model: BaselineModel,
     executor: Executor,
     experiment_id: str,
+    phase: PhaseFn,
 ) -> StudyResult:
     resumed = previous.study_run_id is not None
     if resumed:
@@ -132,26 +171,27 @@ def _run_in_parent(
     else:
         retry_locked(mlflow.log_text, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), keys.STUDY_ARTIFACT)
         retry_locked(mlflow.log_params, {"seed": spec.seed, "recipes": len(spec.recipes), "data.train_samples": len(data.split.train), "data.test_samples": len(data.split.test)})
-    reused = reuse_baseline(previous)
-    if reused is not None:
-        baseline, base_ref = reused
-        base_run_id = base_ref
-    else:
-        baseline, base_ref = run_baseline(spec, data, progress, model)
-        base_run_id = base_ref.run_id or ""
+    baseline, base_ref, base_run_id = baseline_for(spec, data, progress, previous, model, phase)
+    reused = isinstance(base_ref, str)  # the earlier run's baseline, referenced by its run id
     result = StudyResult(
-        spec.study, spec.experiment_name, parent_id, base_run_id,
-        resumed=resumed, baseline_reused=reused is not None, killed=list(previous.killed),
+        spec.study, spec.experiment_name, parent_id, base_run_id, experiment_id=experiment_id,
+        resumed=resumed, baseline_reused=reused, killed=list(previous.killed),
     )
     pending = []
     for recipe in spec.recipes:
-        outcome = _reused_outcome(recipe, previous) if reused is not None else None
+        outcome = _reused_outcome(recipe, previous) if reused else None
         if outcome is not None:
             result.outcomes.append(outcome)
         else:
             pending.append(recipe)
     job = StudyJob(spec, data, baseline, base_ref, parent_id, experiment_id, mlflow.get_tracking_uri(), progress)
-    result.outcomes.extend(executor.run_recipes(job, pending, run_recipe))
+    if result.outcomes:
+        phase(f"{len(result.outcomes)} of {len(spec.recipes)} recipes reused from the interrupted study run")
+    local = isinstance(executor, LocalExecutor)
+    if pending and not local:
+        phase(f"{len(pending)} recipes submitted to {type(executor).__name__}")
+    result.outcomes.extend(executor.run_recipes(job, pending, _announced(run_recipe, phase, len(pending)) if local else run_recipe))
+    phase("ranking the recipes and drawing the plots")
     result.leaderboard = log_leaderboard(spec, {o.run_id for o in result.outcomes})
     log_population(spec)
     return result
