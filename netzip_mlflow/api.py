@@ -26,6 +26,7 @@ def evaluate(
     config: EvaluationConfig | None = None,
     baseline: EvaluationReport | BaselineFacts | str | None = None,
     log_to_mlflow: bool = True,
+    baseline_model: nn.Module | None = None,
 ) -> EvaluationReport:
     """Measure ``model`` on ``data`` with every NetZIP metric (and log the report to MLflow).
 
@@ -41,12 +42,17 @@ def evaluate(
             run id of a logged baseline; with a baseline the report gets agreement, ratios, OCS and
             class-level impact.
         log_to_mlflow: log the report to the active MLflow run (one is started if none is active).
+        baseline_model: the baseline model to time ``model`` against interleaved in the same window
+            (``config.paired``, default on: ``ratio/speedup_paired`` with its 95% CI). By default
+            the model a baseline report holds; a baseline given as a run id is not unpickled behind
+            your back, so pass its model here (e.g. ``mlflow.pytorch.load_model("runs:/ID/model")``)
+            or it is measured unpaired (tag ``netzip.paired`` says why).
     """
     if isinstance(baseline, str):
         from netzip_mlflow.tracking.runs import resolve_baseline
 
         baseline = resolve_baseline(baseline)
-    report = measure(model, data, task, config, baseline)
+    report = measure(model, data, task, config, baseline, baseline_model)
     if log_to_mlflow:
         from netzip_mlflow.tracking.logging import log_report
 

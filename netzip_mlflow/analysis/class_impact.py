@@ -93,7 +93,8 @@ class ClassImpact:
             class). The single-model
             pipeline adds ``baseline_outside``/``compressed_outside`` (the sets x and y of steps 3
             and 5) and ``impacted_std`` (step 6); the population method adds ``t_statistic``,
-            ``p_value`` and ``impacted_welch``. ``impacted`` is the decision of ``method``.
+            ``p_value``, ``welch_testable`` (False where neither group varies across seeds: no test)
+            and ``impacted_welch``. ``impacted`` is the decision of ``method``.
         exemplars: compression-identified exemplars, one row per sample whose top-1 prediction
             differs between the baseline and the compressed model (for the population method: whose
             modal prediction across seeds differs). Columns :data:`EXEMPLAR_COLUMNS`; ``index`` is
@@ -497,6 +498,15 @@ def _seed_scores(
     return stacked, np.array([_accuracy(cm) for cm in matrices])
 
 
+def welch_testable(baseline: np.ndarray, compressed: np.ndarray) -> np.ndarray:
+    """Per column of two ``(seeds, classes)`` arrays: whether either group varies across seeds.
+
+    With no variance in both, Welch's standard error is 0 and the test is undefined (scipy returns
+    an infinite ``t`` with ``p = 0`` whenever the means differ, which is no evidence of anything).
+    """
+    return (np.var(baseline, axis=0, ddof=1) > 0) | (np.var(compressed, axis=0, ddof=1) > 0)
+
+
 def welch_test(baseline: np.ndarray, compressed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two-tailed Welch t-test per column of two ``(seeds, classes)`` arrays: ``(t, p)``.
 
@@ -565,7 +575,9 @@ def class_impact_population(
 
     The per-class scores in ``per_class`` are means over seeds; ``t_statistic`` / ``p_value`` come
     from :func:`scipy.stats.ttest_ind` with ``equal_var=False`` on the per-seed (normalised) class
-    accuracies, baseline first. The exemplars are the samples whose modal prediction across the
+    accuracies, baseline first. A class whose accuracy does not vary across seeds in either group
+    (e.g. recall 1.0 in every model) has no defined Welch statistic: ``welch_testable`` is False,
+    ``t_statistic`` / ``p_value`` are NaN and it is never counted as impacted. The exemplars are the samples whose modal prediction across the
     baseline seeds differs from the modal prediction across the compressed seeds (Hooker et al.'s
     pruning/compression identified exemplars), and ``impacted_images`` is their number.
     """
@@ -594,9 +606,10 @@ def class_impact_population(
     t_stat, p_value = welch_test(
         base_scores["recall"] - shift[0], comp_scores["recall"] - shift[1]
     )
-    has_samples = support > 0
-    table["t_statistic"] = np.where(has_samples, t_stat, np.nan)
-    table["p_value"] = np.where(has_samples, p_value, np.nan)
+    testable = (support > 0) & welch_testable(base_scores["recall"], comp_scores["recall"])
+    table["welch_testable"] = testable
+    table["t_statistic"] = np.where(testable, t_stat, np.nan)
+    table["p_value"] = np.where(testable, p_value, np.nan)
     table["impacted_welch"] = np.nan_to_num(table["p_value"].to_numpy(), nan=1.0) < alpha
     table["impacted"] = table["impacted_welch"]
     exemplars = _exemplars(

@@ -28,7 +28,7 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from netzip_mlflow.analysis.ratios import RATIO_NAMES, RatioConfig, ocs, ratio
+from netzip_mlflow.analysis.ratios import PAIRED_SUFFIX, RATIO_NAMES, RatioConfig, ocs, ratio, uses_paired
 from netzip_mlflow.analysis.trust import trust_notes
 from netzip_mlflow.errors import ConfigError, TrackingError
 from netzip_mlflow.tracking import keys
@@ -50,7 +50,8 @@ RAW_METRICS: tuple[str, ...] = (
     keys.ENERGY_PER_SAMPLE,
     keys.CPU_BACKGROUND,
 )
-OPTIONAL_METRICS: tuple[str, ...] = (keys.MAP50, keys.CIE_CLASSES, keys.CIE_IMAGES)
+PAIRED_METRICS: tuple[str, ...] = tuple(key for trio in keys.PAIRED_RATIOS.values() for key in trio)
+OPTIONAL_METRICS: tuple[str, ...] = (keys.MAP50, keys.CIE_CLASSES, keys.CIE_IMAGES, *PAIRED_METRICS)
 """Raw metrics that get a column only when at least one run logged them."""
 
 TAG_HW_ID = keys.TAG_HW_PREFIX + "id"
@@ -64,6 +65,8 @@ TAG_COLUMNS: dict[str, str] = {
     "cpu": TAG_HW_CPU,
     "baseline_run_id": keys.TAG_BASELINE_RUN,
     "error": keys.TAG_ERROR,
+    "speedup_metric": keys.ratio_metric_tag("speedup"),
+    "efficiency_metric": keys.ratio_metric_tag("efficiency"),
     "latency_target_met": keys.TAG_LATENCY_TARGET_MET,
     "energy_meter": keys.TAG_ENERGY_METER,
     "ocs_withheld": keys.TAG_OCS_WITHHELD,
@@ -75,6 +78,9 @@ INTERNAL_COLUMNS = ("latency_target_met", "energy_meter", "ocs_withheld")
 ROLE_COLUMN = "role"
 PARETO_COLUMNS = {"pareto_latency": keys.LATENCY_MS, "pareto_size": keys.DISK_MB}
 """Pareto flag column -> the lower-is-better metric traded against accuracy."""
+
+OCS_CI_LOW, OCS_CI_HIGH = "ocs_ci95_low", "ocs_ci95_high"
+"""Leaderboard columns: the OCS's range over the paired ratios' 95% CIs (NaN when none is paired)."""
 
 NOTE_OTHER_HARDWARE = (
     "baseline {base} measured on other hardware ({hw_base} vs {hw_run}): ratios unusable"
@@ -263,7 +269,9 @@ def recompute_scores(
 
     Follows :func:`netzip_mlflow.analysis.ratios.compute_ratios`: a ratio whose metric is missing,
     non-finite or zero on either side is NaN and contributes 0 to the OCS; without a performance
-    ratio the OCS is NaN. Returns a frame with the ``ratio/*`` columns and ``ocs``.
+    ratio the OCS is NaN; a row's paired ratio (``ratio/speedup_paired``, ``ratio/efficiency_paired``)
+    replaces the speedup fed by latency or throughput and the efficiency fed by energy per sample.
+    Returns a frame with the ``ratio/*`` columns and ``ocs``.
     """
     out: dict[str, np.ndarray] = {}
     for name in RATIO_NAMES:
@@ -273,11 +281,71 @@ def recompute_scores(
         usable = np.isfinite(orig) & (orig > 0) & np.isfinite(comp) & (comp > 0)
         zeta = config.zeta if name == "speedup" else 1.0
         with np.errstate(divide="ignore", invalid="ignore"):
-            values = ratio(orig, comp, keys.higher_is_better(metric), zeta)
-        out[keys.RATIO_KEYS[name]] = np.where(usable, values, np.nan)
+            values = np.where(usable, ratio(orig, comp, keys.higher_is_better(metric), zeta), np.nan)
+        if name in keys.PAIRED_RATIOS and uses_paired(name, config):
+            paired = _column(rows, keys.PAIRED_RATIOS[name][0])
+            values = np.where(np.isfinite(paired) & (paired > 0), zeta * paired, values)
+        out[keys.RATIO_KEYS[name]] = values
     others = (np.nan_to_num(out[keys.RATIO_KEYS[n]], nan=1.0) for n in RATIO_NAMES[1:])
     out[keys.OCS] = ocs(out[keys.RATIO_PERFORMANCE], *others, weights=config.weights)
     return pd.DataFrame(out, index=rows.index)
+
+
+def paired_intervals(rows: pd.DataFrame, config: RatioConfig | None) -> pd.DataFrame:
+    """Which shown ratios come from a paired measurement, and their 95% CI as shown.
+
+    With ``config`` a ratio is paired where :func:`~netzip_mlflow.analysis.ratios.uses_paired` says
+    so and the run logged the paired ratio; without, where the run's ``netzip.ratio.<name>_metric``
+    tag says ``(paired)``. The CI is the paired CI scaled as the ratio is (zeta for the speedup).
+    Returns the ``paired`` column (e.g. ``"speedup, efficiency"``) and the ``ratio/*_ci95_*`` columns.
+    """
+    out: dict[str, object] = {}
+    used: list[list[str]] = [[] for _ in range(len(rows))]
+    for name, (key, low_key, high_key) in keys.PAIRED_RATIOS.items():
+        paired = _column(rows, key)
+        have = np.isfinite(paired) & (paired > 0)
+        if config is not None:
+            have &= uses_paired(name, config)
+        else:
+            tag = rows.get(f"{name}_metric", pd.Series(None, index=rows.index, dtype=object))
+            have &= tag.fillna("").astype(str).str.endswith(PAIRED_SUFFIX).to_numpy()
+        shown = _column(rows, keys.RATIO_KEYS[name])
+        have &= np.isfinite(shown)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = shown / paired
+        low_col, high_col = keys.ratio_ci_columns(name)
+        out[low_col] = np.where(have, _column(rows, low_key) * scale, np.nan)
+        out[high_col] = np.where(have, _column(rows, high_key) * scale, np.nan)
+        for i in np.flatnonzero(have):
+            used[i].append(name)
+    out[OCS_CI_LOW], out[OCS_CI_HIGH] = _ocs_interval(rows, out, config or RatioConfig())
+    return pd.DataFrame({"paired": [", ".join(names) for names in used], **out}, index=rows.index)
+
+
+def _ocs_interval(
+    rows: pd.DataFrame, intervals: dict[str, object], config: RatioConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """OCS with each paired ratio moved to its CI ends (conservative: both ends at once).
+
+    OCS is linear in the speedup and efficiency ratios (weights l2, l4, scaled by P^2), so its range
+    over the ratios' intervals is that sum. NaN for rows without a paired ratio.
+    """
+    score = _column(rows, keys.OCS)
+    p2 = _column(rows, keys.RATIO_PERFORMANCE) ** 2
+    low, high = score.copy(), score.copy()
+    any_paired = np.zeros(len(rows), dtype=bool)
+    for name in keys.PAIRED_RATIOS:
+        weight = config.weights[RATIO_NAMES.index(name)]
+        shown = _column(rows, keys.RATIO_KEYS[name])
+        low_col, high_col = keys.ratio_ci_columns(name)
+        lo, hi = np.asarray(intervals[low_col], dtype=float), np.asarray(intervals[high_col], dtype=float)
+        paired = np.isfinite(lo) & np.isfinite(hi)
+        any_paired |= paired
+        ends = (p2 * weight * (lo - shown), p2 * weight * (hi - shown))
+        low += np.where(paired, np.minimum(*ends), 0.0)
+        high += np.where(paired, np.maximum(*ends), 0.0)
+    keep = any_paired & np.isfinite(score)
+    return np.where(keep, low, np.nan), np.where(keep, high, np.nan)
 
 
 def _column(frame: pd.DataFrame, metric: str) -> np.ndarray:
@@ -309,6 +377,8 @@ def _check_baselines(
             rows.loc[rows["ocs_withheld"].fillna("").astype(bool), list(SCORE_COLUMNS)] = np.nan
     blank = other_hw | ((no_tag | not_found | deleted) & (config is not None))
     rows.loc[blank, list(SCORE_COLUMNS)] = np.nan
+    intervals = paired_intervals(rows, config)
+    rows[intervals.columns] = intervals
     rows["seed"] = rows["seed"].fillna(aligned["seed"])
     unfinished = rows["status"] != "FINISHED"
     notes = pd.Series("", index=rows.index, dtype=object)

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from netzip_mlflow.analysis.leaderboard import accuracy_metric
+from netzip_mlflow.analysis.leaderboard import OCS_CI_HIGH, OCS_CI_LOW, accuracy_metric
 from netzip_mlflow.errors import DataError
 from netzip_mlflow.tracking import keys
 
@@ -138,14 +138,16 @@ def radar_plot(df: pd.DataFrame, top_k: int = 5, title: str | None = None) -> Fi
     point inside it is worse than the baseline on that axis, outside better; each axis is labelled
     with its values at the ring and at both ends. So a performance ratio of 0.68 sits well inside
     the ring even when another run's speedup is 16. A missing ratio leaves a gap in its run's
-    outline. Legend: recipe and OCS.
+    outline. Legend: recipe and OCS. Paired ratios (and the OCS built on them) carry their 95 % CI
+    as radial error bars on their axis's scale (the scale is wide enough to hold them).
     """
     _require(df, [col for col, _ in RADAR_AXES], "radar_plot")
     top = _ranked(df, "radar_plot").head(top_k)
     columns = [col for col, _ in RADAR_AXES]
     values = top[columns].to_numpy(dtype=float)
     centres = [RADAR_BASELINE[c] for c in columns]
-    spans = radar_scales(values, centres)
+    ci_low, ci_high = radar_intervals(top)
+    spans = radar_scales(np.vstack([values, ci_low, ci_high]), centres)
     radii = radar_radii(values, centres, spans)
     angles = np.linspace(0, 2 * math.pi, len(RADAR_AXES), endpoint=False)
     closed = np.r_[angles, angles[:1]]
@@ -167,11 +169,50 @@ def radar_plot(df: pd.DataFrame, top_k: int = 5, title: str | None = None) -> Fi
                 label=f"{label} (OCS {row[-1]:.3g})", zorder=3)
         finite = np.isfinite(closed_radii)
         ax.fill(closed[finite], closed_radii[finite], color=colour, alpha=0.08, zorder=2)
+    ci_radii = [radar_radii(bound, centres, spans) for bound in (ci_low, ci_high)]
+    for radius, low_radius, high_radius, colour in zip(radii, *ci_radii, colours):
+        _radar_error_bars(ax, angles, radius, low_radius, high_radius, colour)
     fig.legend(loc="upper left", bbox_to_anchor=(0.66, 0.86), fontsize=9, frameon=False)
     fig.text(0.66, 0.12, "each axis on its own scale;\ninside the green ring: worse than the baseline",
              fontsize=8, color="dimgray")
     fig.suptitle(title or f"Top {len(top)} runs by OCS", x=0.32, y=0.97)
     return fig
+
+
+def interval(row: pd.Series, column: str) -> tuple[float, float] | None:
+    """The 95 % CI a leaderboard row carries for ``column`` (a paired ratio or the OCS), or None."""
+    if column == keys.OCS:
+        names = (OCS_CI_LOW, OCS_CI_HIGH)
+    else:
+        name = next((n for n, key in keys.RATIO_KEYS.items() if key == column), None)
+        if name is None or name not in keys.PAIRED_RATIOS:
+            return None
+        names = keys.ratio_ci_columns(name)
+    lo, hi = (float(row.get(n, np.nan)) for n in names)
+    return (lo, hi) if np.isfinite(lo) and np.isfinite(hi) else None
+
+
+def radar_intervals(top: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper 95 % CI ends (runs x radar axes) of each row's paired values; NaN where none."""
+    low = np.full((len(top), len(RADAR_AXES)), np.nan)
+    high = low.copy()
+    for i, (_, row) in enumerate(top.iterrows()):
+        for j, (column, _) in enumerate(RADAR_AXES):
+            ci = interval(row, column)
+            if ci is not None:
+                low[i, j], high[i, j] = ci
+    return low, high
+
+
+def _radar_error_bars(
+    ax: Axes, angles: np.ndarray, radius: np.ndarray, low: np.ndarray, high: np.ndarray, colour: str
+) -> None:
+    """Radial error bars from ``low`` to ``high`` (radii on each axis's own scale) around ``radius``."""
+    for angle, r, lo, hi in zip(angles, radius, low, high):
+        if not (np.isfinite(r) and np.isfinite(lo) and np.isfinite(hi)):
+            continue
+        ax.errorbar([angle], [r], yerr=[[max(r - lo, 0.0)], [max(hi - r, 0.0)]],
+                    color=colour, capsize=3, linewidth=1.2, zorder=3.5)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -182,7 +223,8 @@ def radar_plot(df: pd.DataFrame, top_k: int = 5, title: str | None = None) -> Fi
 def ocs_bar_plot(df: pd.DataFrame, top_k: int | None = None, title: str | None = None) -> Figure:
     """Horizontal bars of every run's OCS, best at the top; negative OCS in red (paper Fig. 8a).
 
-    Rows without a finite OCS are left out; ``top_k`` keeps only the best runs.
+    Rows without a finite OCS are left out; ``top_k`` keeps only the best runs. Runs whose OCS
+    rests on paired ratios carry its range over their 95 % CIs as an error bar.
     """
     rows = _ranked(df, "ocs_bar_plot")
     if top_k is not None:
@@ -194,13 +236,18 @@ def ocs_bar_plot(df: pd.DataFrame, top_k: int | None = None, title: str | None =
     fig = Figure(figsize=(8, max(2.5, 0.32 * len(rows) + 1.4)), layout="constrained")
     ax = fig.add_subplot()
     positions = np.arange(len(rows))
-    bars = ax.barh(positions, scores, color=colours)
+    cis = [interval(row, keys.OCS) for _, row in rows.iterrows()]
+    err = np.array([[s - ci[0], ci[1] - s] if ci else [0.0, 0.0] for s, ci in zip(scores, cis)]).T
+    bars = ax.barh(positions, scores, color=colours, xerr=err if any(cis) else None, capsize=3,
+                   error_kw={"elinewidth": 1.0})
     ax.set_yticks(positions, labels, fontsize=9)
     ax.invert_yaxis()
     ax.axvline(0.0, color="black", linewidth=0.8)
     ax.bar_label(bars, labels=[f"{s:.3g}" for s in scores], padding=3, fontsize=8)
-    span = max(scores.max(), 0.0) - min(scores.min(), 0.0) or 1.0
-    ax.set_xlim(min(scores.min(), 0.0) - 0.15 * span, max(scores.max(), 0.0) + 0.15 * span)
+    lows = np.array([ci[0] if ci else s for s, ci in zip(scores, cis)])
+    highs = np.array([ci[1] if ci else s for s, ci in zip(scores, cis)])
+    span = max(highs.max(), 0.0) - min(lows.min(), 0.0) or 1.0
+    ax.set_xlim(min(lows.min(), 0.0) - 0.15 * span, max(highs.max(), 0.0) + 0.15 * span)
     ax.set_xlabel("Overall Compression Success (OCS)")
     ax.grid(axis="x", alpha=0.3)
     ax.set_title(title or "OCS of the compressed runs")

@@ -104,14 +104,38 @@ def _usable(value: float | None) -> bool:
     return value is not None and math.isfinite(value) and value > 0
 
 
+PAIRED_SUFFIX = " (paired)"
+"""Appended to the ``netzip.ratio.<name>_metric`` tag when the paired measurement fed the ratio."""
+
+
+def paired_ratios(metrics: Mapping[str, float]) -> dict[str, float]:
+    """Ratio name -> the paired ratio a run logged (``ratio/speedup_paired``, ``ratio/efficiency_paired``)."""
+    out = {}
+    for name, (key, _, _) in keys.PAIRED_RATIOS.items():
+        if _usable(metrics.get(key)):
+            out[name] = float(metrics[key])
+    return out
+
+
+def uses_paired(name: str, config: RatioConfig) -> bool:
+    """Whether a paired measurement, when there is one, replaces ratio ``name`` under ``config``:
+    the speedup fed by latency or throughput, the efficiency fed by energy per sample."""
+    return config.metric_for(name) in keys.PAIRED_SOURCES.get(name, ())
+
+
 def compute_ratios(
-    baseline: Mapping[str, float], compressed: Mapping[str, float], config: RatioConfig = RatioConfig()
+    baseline: Mapping[str, float],
+    compressed: Mapping[str, float],
+    config: RatioConfig = RatioConfig(),
+    paired: Mapping[str, float] | None = None,
 ) -> RatioResult:
     """Ratios and OCS of a compressed model's metrics against its baseline's.
 
     A ratio whose metric is missing (or zero) on either side is ``None``, is listed in ``missing`` and
     contributes 0 to the OCS; it is never guessed. If the performance ratio cannot be computed the OCS
-    is NaN.
+    is NaN. ``paired`` (from :func:`paired_ratios`) replaces the speedup when it is fed by latency or
+    throughput (times zeta) and the efficiency when it is fed by energy per sample: the two models
+    measured side by side instead of minutes apart; ``metrics_used`` then says ``(paired)``.
     """
     ratios: dict[str, float | None] = {}
     used: dict[str, str] = {}
@@ -119,6 +143,10 @@ def compute_ratios(
     for name in RATIO_NAMES:
         metric = config.metric_for(name)
         used[name] = metric
+        if paired and name in paired and uses_paired(name, config):
+            ratios[name] = paired[name] * (config.zeta if name == "speedup" else 1.0)
+            used[name] = metric + PAIRED_SUFFIX
+            continue
         orig, comp = baseline.get(metric), compressed.get(metric)
         if not (_usable(orig) and _usable(comp)):
             ratios[name] = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+from html import escape
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,12 @@ PARETO_LEGEND = (
     f"{PARETO_SIZE_SYMBOL} Pareto front accuracy vs disk size"
 )
 LEVEL_SEPARATOR = " | "
+PAIRED_MARK = "*"
+NO_CHANGE = "no measurable change"
+PAIRED_LEGEND = (
+    f"{PAIRED_MARK} paired: timed side by side with the baseline (interleaved), not minutes apart; "
+    f"'{NO_CHANGE}': its 95 % CI contains 1.0 (CI bounds in the csv/json ratio/*_ci95_* columns)"
+)
 
 
 @dataclass(frozen=True)
@@ -155,6 +162,33 @@ def _with_pareto(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(pareto=symbols)
 
 
+def _with_paired_calls(df: pd.DataFrame) -> pd.DataFrame:
+    """Paired ratios shown as ``1.83*``, or as "no measurable change" when their CI contains 1.0."""
+    out = df
+    for name in keys.PAIRED_RATIOS:
+        column = keys.RATIO_KEYS[name]
+        low_col, high_col = keys.ratio_ci_columns(name)
+        if column not in df.columns or low_col not in df.columns or high_col not in df.columns:
+            continue
+        low, high = df[low_col].astype(float), df[high_col].astype(float)
+        paired = low.notna() & high.notna()
+        if not paired.any():
+            continue
+        cells = df[column].astype(object)
+        no_change = paired & (low <= 1.0) & (high >= 1.0)
+        cells[paired] = [f"{float(v):.2f}{PAIRED_MARK}" for v in df.loc[paired, column]]
+        cells[no_change] = NO_CHANGE
+        out = out.assign(**{column: cells})
+    return out
+
+
+def _has_paired(df: pd.DataFrame) -> bool:
+    return any(
+        col in df.columns and df[col].notna().any()
+        for name in keys.PAIRED_RATIOS for col in keys.ratio_ci_columns(name)
+    )
+
+
 def _style(column: str, values: pd.Series) -> ColumnStyle:
     """The style of a column; a flattened ``"hw | metric"`` column is styled by its metric."""
     if column in STYLES:
@@ -188,7 +222,7 @@ def _shown_columns(flat: pd.DataFrame, columns: Sequence[str] | None) -> list[st
 
 
 def _prepared(df: pd.DataFrame, columns: Sequence[str] | None) -> tuple[pd.DataFrame, list[str]]:
-    flat = _with_pareto(flatten_columns(df))
+    flat = _with_paired_calls(_with_pareto(flatten_columns(df)))
     shown = _shown_columns(flat, columns)
     sort = df.attrs.get("sort")
     if columns is None and sort in flat.columns and sort not in shown:  # the column ranked by is shown
@@ -269,6 +303,8 @@ def build_table(
         widths = {c: _width(c, styles[c], cells[c]) for c in shown}
         fitted = _fit(shown, widths, width, keep=df.attrs.get("sort"))
     notes = [PARETO_LEGEND] if "pareto" in fitted else []
+    if _has_paired(flat) and any(keys.RATIO_KEYS[n] in fitted for n in keys.PAIRED_RATIOS):
+        notes.append(PAIRED_LEGEND)
     hidden = [styles[c].header for c in shown if c not in fitted]
     if hidden:
         notes.append(f"hidden to fit the terminal: {', '.join(hidden)} (use csv/json for all)")
@@ -344,9 +380,11 @@ def render(df: pd.DataFrame, fmt: Format = "table", columns: Sequence[str] | Non
         console.print(build_table(df, title=None, columns=columns))
         return buffer.getvalue()
     shown = display_frame(df, columns)
+    legend = PAIRED_LEGEND if _has_paired(flatten_columns(df)) else ""
     if fmt == "markdown":
-        return to_markdown(shown)
-    return html_document(shown, legend=PARETO_LEGEND if "Pareto" in shown.columns else "")
+        return to_markdown(shown) + (f"\n{legend}\n" if legend else "")
+    legends = [PARETO_LEGEND] if "Pareto" in shown.columns else []
+    return html_document(shown, legend=" ".join(legends + ([legend] if legend else [])))
 
 
 HTML_STYLE = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 import mlflow
@@ -39,6 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-isolate", action="store_true", help="measure in this process, not a fresh one")
+    p.add_argument("--no-paired", action="store_true",
+                   help="with --baseline-run: do not time the model against the baseline's logged model side by side")
     p.add_argument("--format", default="table", choices=["table", "json"],
                    help="json: one JSON object (run id, metrics with units, tags, params) on stdout")
 
@@ -86,6 +89,19 @@ def _load(args: argparse.Namespace, split: SplitDataset) -> nn.Module:
     return load_model_file(args.model, arch, trust=args.trust_model_file, alternatives=others)
 
 
+def _baseline_model(args: argparse.Namespace) -> nn.Module | None:
+    """The baseline run's logged MLflow model, to time against (None when it logged none)."""
+    if not args.baseline_run or args.no_paired:
+        return None
+    uri = f"runs:/{args.baseline_run}/model"
+    try:
+        return mlflow.pytorch.load_model(uri, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds for a missing model
+        message = f"baseline run {args.baseline_run} has no loadable model ({type(exc).__name__}); measuring unpaired"
+        logging.getLogger(__name__).warning(message)
+        return None
+
+
 def run(args: argparse.Namespace, console: Console) -> int:
     """Evaluate, log, and print the headline metrics."""
     from netzip_mlflow.api import evaluate
@@ -96,12 +112,14 @@ def run(args: argparse.Namespace, console: Console) -> int:
     model = _model(args, split)
     config = EvaluationConfig(
         batch_size=args.batch_size, threads=args.threads, isolate=not args.no_isolate,
-        class_names=tuple(split.classes),
+        paired=not args.no_paired, class_names=tuple(split.classes),
     )
     mlflow.set_experiment(experiment_id=ensure_experiment(args.experiment))
     with start_run(run_name=args.run_name) as run:
         mlflow.set_tag(keys.TAG_MODEL_SOURCE, args.model)
-        report = evaluate(model, split.test, config=config, baseline=args.baseline_run)
+        report = evaluate(
+            model, split.test, config=config, baseline=args.baseline_run, baseline_model=_baseline_model(args)
+        )
     if getattr(args, "format", "table") == "json":
         write_json({
             "run_id": run.info.run_id,

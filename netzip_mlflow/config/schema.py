@@ -121,6 +121,7 @@ class EvaluationSpec(_Strict):
     eval_batch_size: int = Field(256, ge=1)
     threads: int = Field(1, ge=1, le=1024)
     isolate: bool = True
+    paired: bool = Field(True, description="time each recipe against the baseline interleaved (paired ratios with CI)")
     device: str = "cpu"
     idle_s: float = Field(1.0, ge=0)
     power_log: Path | None = None

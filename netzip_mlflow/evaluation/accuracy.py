@@ -1,7 +1,8 @@
 """Classification accuracy: predictions over the evaluation data and the accuracy metrics.
 
 Top-k accuracy is computed from the model's top-k indices; precision, recall and F1 (macro and micro)
-by torchmetrics from the top-1 predictions. ``accuracy/agreement`` compares top-1 predictions with the
+by torchmetrics from the top-1 predictions; a macro average runs over the classes present in the labels
+or the predictions (as sklearn by default), not over absent ones. ``accuracy/agreement`` compares top-1 predictions with the
 baseline model's on the same samples.
 """
 

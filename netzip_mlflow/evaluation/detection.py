@@ -66,10 +66,19 @@ class DetectionMetrics:
             ``accuracy/recall_iou50`` (fractions 0-1).
         per_class: one row per class: ``label``, ``class``, ``ap50``, ``ap50_95`` (NaN for a class
             with neither ground truth nor detections), ``gt_boxes``, ``detections`` (score >= threshold).
+        omitted: why metrics are left out (empty when none is): with no ground-truth box in the
+            data, mAP and recall are undefined (COCO reports -1), so they are not logged as 0.
     """
 
     metrics: dict[str, float]
     per_class: pd.DataFrame
+    omitted: str = ""
+
+
+NO_GROUND_TRUTH = (
+    "no ground-truth boxes in the evaluation data: mAP and recall are undefined (COCO reports -1), "
+    "so they are not logged"
+)
 
 
 def _check_pairs(predictions: Sequence[Prediction], targets: Sequence[Target]) -> None:
@@ -156,12 +165,14 @@ def detection_metrics(
     metric.update(preds, gts)
     result = metric.compute()
     tp, kept, n_gt = match_at_iou(preds, gts, IOU_MATCH, score_threshold)
-    metrics = {
-        keys.MAP50: max(float(result["map_50"]), 0.0),
-        keys.MAP50_95: max(float(result["map"]), 0.0),
-        keys.PRECISION_IOU50: tp / kept if kept else 0.0,
-        keys.RECALL_IOU50: tp / n_gt if n_gt else 0.0,
-    }
+    metrics = {keys.PRECISION_IOU50: tp / kept if kept else 0.0}
+    omitted = ""
+    if n_gt:
+        metrics[keys.MAP50] = max(float(result["map_50"]), 0.0)
+        metrics[keys.MAP50_95] = max(float(result["map"]), 0.0)
+        metrics[keys.RECALL_IOU50] = tp / n_gt
+    else:
+        omitted = f"{keys.MAP50}, {keys.MAP50_95}, {keys.RECALL_IOU50}: {NO_GROUND_TRUTH}"
     labels = [int(c) for c in torch.atleast_1d(result["classes"]).tolist()]
     ap50 = _ap50_per_class(result["precision"]).tolist() if labels else []
     ap = torch.atleast_1d(result["map_per_class"]).tolist() if labels else []
@@ -177,7 +188,7 @@ def detection_metrics(
             "detections": int(sum(int(((p["labels"] == label) & (p["scores"] >= score_threshold)).sum()) for p in preds)),
         })
     table = pd.DataFrame(rows, columns=["label", "class", "ap50", "ap50_95", "gt_boxes", "detections"])
-    return DetectionMetrics(metrics, table)
+    return DetectionMetrics(metrics, table, omitted)
 
 
 # ------------------------------------------------------------------------------------ evaluation
@@ -257,6 +268,10 @@ class DetectionTask:
         preds, targets, first = predict_detections(model, batches, config.device, config.progress)
         measured = detection_metrics(preds, targets, names)
         class_names = names or [str(label) for label in sorted({int(v) for t in targets for v in t["labels"]})]
+        tags: dict[str, str] = {}
+        if measured.omitted:
+            tags[keys.TAG_OMITTED_METRICS] = measured.omitted
+            log.warning("detection metrics left out: %s", measured.omitted)
         return AccuracyPass(
             metrics=dict(measured.metrics),
             first_inputs=first,
@@ -268,4 +283,5 @@ class DetectionTask:
                 "eval.latency_includes_postprocessing": True,
             },
             tables={PER_CLASS_TABLE: measured.per_class},
+            tags=tags,
         )

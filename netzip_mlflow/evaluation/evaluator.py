@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from netzip_mlflow.analysis.chance import check_chance
 from netzip_mlflow.analysis.class_impact import class_impact
-from netzip_mlflow.analysis.ratios import compute_ratios
+from netzip_mlflow.analysis.ratios import compute_ratios, paired_ratios
 from netzip_mlflow.data.batches import Batch
 from netzip_mlflow.errors import ConfigError
 from netzip_mlflow.evaluation.accuracy import Predictions, agreement, model_input
@@ -34,7 +34,7 @@ from netzip_mlflow.evaluation.deployed import TORCH_RUNTIME, TORCH_THREAD_OPTION
 from netzip_mlflow.evaluation.detection import DetectionTask
 from netzip_mlflow.evaluation.ops import count_ops
 from netzip_mlflow.evaluation.report import BaselineFacts, EvaluationReport
-from netzip_mlflow.evaluation.runtime import RuntimeSettings, measure_runtime, measure_runtime_isolated
+from netzip_mlflow.evaluation.runtime import RuntimeResult, RuntimeSettings, run_measurement
 from netzip_mlflow.evaluation.settings import TASKS, EvaluationConfig
 from netzip_mlflow.evaluation.size import model_size
 from netzip_mlflow.evaluation.tasks import get_task, register_task, task_names
@@ -89,6 +89,38 @@ def gather_images(data: Iterable[Batch], indices: Iterable[int]) -> dict[int, to
         if not wanted or start > wanted[-1]:
             break
     return found
+
+
+def baseline_module(
+    baseline: EvaluationReport | BaselineFacts | None, baseline_model: nn.Module | None
+) -> nn.Module | None:
+    """The baseline model to time against: ``baseline_model``, else the one a baseline report holds.
+
+    Facts read from a logged run hold no model (the store is not unpickled behind the caller's
+    back): pass ``baseline_model`` (a study passes its in-memory or logged baseline) to pair with it.
+    """
+    if baseline_model is not None:
+        return baseline_model
+    return baseline.model if isinstance(baseline, EvaluationReport) else None
+
+
+def measure_model_runtime(
+    model: nn.Module,
+    sample: torch.Tensor,
+    config: EvaluationConfig,
+    baseline: nn.Module | None = None,
+) -> RuntimeResult:
+    """Runtime metrics of ``model`` on ``sample`` by ``config``, and the paired ratios against
+    ``baseline`` (fed the same batch, cast to its own dtype) when pairing is on."""
+    settings = RuntimeSettings(
+        config.latency, config.threads, config.device, config.idle_s, config.power_log,
+        timeout_s=config.worker_timeout_s(), paired=config.paired_settings(),
+    )
+    base_sample = None
+    if baseline is not None and settings.paired is not None:
+        baseline = baseline.to(config.device).eval()
+        base_sample = model_input(sample.detach().float() if sample.is_floating_point() else sample, baseline, config.device)
+    return run_measurement(model, sample, settings, config.isolate, baseline, base_sample)
 
 
 def most_confident_first(exemplars: pd.DataFrame, predictions: Predictions | None) -> pd.DataFrame:
@@ -159,7 +191,7 @@ def compare(report: EvaluationReport, baseline: EvaluationReport | BaselineFacts
         _WARNED.add(who)
         log.log(level, "ratios and OCS withheld: %s (--score-at-chance computes them anyway)", withheld)
         return
-    result = compute_ratios(facts.metrics, report.metrics, config.ratios)
+    result = compute_ratios(facts.metrics, report.metrics, config.ratios, paired=paired_ratios(report.metrics))
     for name, value in result.ratios.items():
         report.tags[keys.ratio_metric_tag(name)] = result.metrics_used[name]
         if value is not None:
@@ -184,6 +216,7 @@ def measure(
     task: str = "classification",
     config: EvaluationConfig | None = None,
     baseline: EvaluationReport | BaselineFacts | None = None,
+    baseline_model: nn.Module | None = None,
 ) -> EvaluationReport:
     """Measure ``model`` on ``data`` with every NetZIP metric; MLflow is not touched.
 
@@ -202,6 +235,11 @@ def measure(
         config: measurement settings (defaults: batch 1, 1 thread, isolated process, CPU).
         baseline: ``None``, another :class:`EvaluationReport`, or :class:`BaselineFacts`; with a
             baseline the report gets agreement, ratios, OCS and class-level impact.
+        baseline_model: the baseline model to time ``model`` against interleaved
+            (``config.paired``, default on); by default the model a baseline report holds. Facts
+            read from a logged run hold none: without it the model is measured unpaired (tag
+            ``netzip.paired`` says why). A deployed (ONNX/OpenVINO) model is timed through its
+            runtime session like any module.
     """
     strategy = get_task(task)
     config = strategy.configure(config or EvaluationConfig())
@@ -215,19 +253,17 @@ def measure(
     metrics.update(ops.as_metrics())
     metrics.update((model.size_report() if deployed else model_size(model)).as_metrics())
 
-    settings = RuntimeSettings(
-        config.latency, config.threads, config.device, config.idle_s, config.power_log, config.worker_timeout_s()
-    )
-    measure_fn = measure_runtime_isolated if config.isolate else measure_runtime
-    runtime = measure_fn(model, sample, settings)
+    pair_with = baseline_module(baseline, baseline_model) if baseline is not None else None
+    runtime = measure_model_runtime(model, sample, config, pair_with)
     metrics.update(runtime.metrics)
 
-    tags = {**hardware_tags(), **runtime.tags, **runtime_tags(model), keys.TAG_TASK: strategy.name}
+    tags = {**hardware_tags(), **runtime.tags, **runtime_tags(model), **found.tags, keys.TAG_TASK: strategy.name}
     params = {
         "eval.batch_size": config.batch_size,
         "eval.threads": config.threads,
         "eval.device": config.device,
         "eval.isolated": config.isolate,
+        "eval.paired": config.paired,
         "eval.samples": found.samples,
         "eval.latency_target_ci_rel": config.latency.target_ci_rel,
         "eval.latency_budget_s": config.latency.budget_s,
@@ -235,7 +271,8 @@ def measure(
         **found.params,
     }
     report = EvaluationReport(
-        metrics, tags, params, found.predictions, ops, class_names=found.class_names, tables=dict(found.tables)
+        metrics, tags, params, found.predictions, ops, class_names=found.class_names, tables=dict(found.tables),
+        model=model,
     )
     report.tags[keys.TAG_ROLE] = keys.ROLE_BASELINE if baseline is None else keys.ROLE_COMPRESSED
     if baseline is not None:

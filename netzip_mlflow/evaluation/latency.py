@@ -23,6 +23,13 @@ from netzip_mlflow.tracking import keys
 Z_95 = 1.959963984540054
 
 
+def check_settings(section: str, settings: object, checks: dict[str, bool]) -> None:
+    """Raise :class:`ConfigError` naming ``section.field`` for the first field whose check failed."""
+    for name, ok in checks.items():
+        if not ok:
+            raise ConfigError(f"{section}.{name}", f"invalid value {getattr(settings, name)!r}")
+
+
 @dataclass(frozen=True)
 class LatencySettings:
     """How long and how precisely to time.
@@ -52,9 +59,7 @@ class LatencySettings:
             "min_samples": self.min_samples >= 5,
             "max_samples": self.max_samples >= self.min_samples,
         }
-        for name, ok in checks.items():
-            if not ok:
-                raise ConfigError(f"latency.{name}", f"invalid value {getattr(self, name)!r}")
+        check_settings("latency", self, checks)
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,16 @@ Definitions (contract, docs/architecture.md, "Metric contract"):
   (quantized activations → 8). QAT modules compute in fp32 and count 32 bits until they are
   converted.
 * **CHATS** = Σ over layers of MACs × bits (paper Table 3: ResNet18 1.81e9 MACs × 32 = 57.92e9).
-* **Effective MACs** (ShrinkBench's convention) = Σ over layers of MACs × weight density, where the
-  density is the share of the layer's weight elements (biases excluded) that are non-zero, quantized
-  weights counted on their integer representation; **effective CHATS** = Σ effective MACs × bits.
+* **Effective MACs** (ShrinkBench's convention, made exact per product) = Σ over ops of MACs ×
+  the density of the weight the op actually multiplies: the share of that tensor's elements (the
+  very slice or view passed to the op) that are non-zero. So ``nn.MultiheadAttention``'s
+  out-projection is charged at ``out_proj.weight``'s density, a child Linear used functionally
+  (``F.linear(x, self.qkv.weight)``, as torchvision's ``ShiftedWindowAttention`` does) at its own,
+  and products of two activations (``Q K^T``, ``A V``) at 1.0. Where the multiplied weight is not
+  visible as a tensor (packed quantized weights, sparse layouts, a weight computed in ``forward``),
+  the op is charged at the density of the running layer's own weights (biases excluded; quantized
+  weights counted on their integer representation), and a layer whose weights were never seen
+  multiplied is charged entirely at that density. **Effective CHATS** = Σ layer effective MACs × bits.
 
 Counts are for one forward pass of the example inputs given: the evaluator passes one sample (batch
 1), so its figures are per sample.
@@ -219,16 +226,24 @@ def recurrent_macs(module: nn.Module, inputs: torch.Tensor | PackedSequence) -> 
 
 
 class _LayerCounter:
-    """Attributes every counted op to the innermost module that runs it."""
+    """Attributes every counted op to the innermost module that runs it, and its effective FLOPs to
+    the density of the weight it multiplies (see the module docstring)."""
 
     def __init__(self) -> None:
         self._stack: list[tuple[str, nn.Module]] = []
         self.flops: dict[str, int] = defaultdict(int)
         self.operand_bits: dict[str, int] = defaultdict(int)
+        self.effective_seen: dict[str, float] = defaultdict(float)  # weight seen: at its density
+        self.unseen_weight: dict[str, int] = defaultdict(int)  # packed / sparse: layer's density
+        self.no_weight: dict[str, int] = defaultdict(int)  # no weight operand found
+        self.weight_seen: set[str] = set()
+        self._weights: dict[int, torch.Tensor] = {}  # storage address -> a tensor keeping it alive
 
     @contextmanager
     def attached(self, model: nn.Module) -> Iterator[None]:
         """Track which module runs while inside the context (hooks removed on exit)."""
+        for name, parameter in model.named_parameters():
+            self._register(name, parameter)
         handles = []
         for name, module in named_modules(model):
             handles.append(module.register_forward_pre_hook(partial(self._enter, name)))
@@ -238,12 +253,41 @@ class _LayerCounter:
         finally:
             for handle in handles:
                 handle.remove()
+            self._weights.clear()
 
-    def record_op(self, flops: int, operand_bits: int | None) -> None:
+    def _register(self, name: str, tensor: object) -> None:
+        """Remember a weight (biases, as in :mod:`~netzip_mlflow.evaluation.weights`, are not)."""
+        if "bias" in name.rsplit(".", 1)[-1]:
+            return
+        if isinstance(tensor, torch.Tensor) and _plain(tensor) and tensor.numel():
+            self._weights.setdefault(tensor.untyped_storage().data_ptr(), tensor)
+
+    def record_op(self, flops: int, operand_bits: int | None, args: Any = ()) -> None:
         """Add one op's FLOPs to the running module (recurrent modules are counted on exit)."""
         name, module = self._stack[-1] if self._stack else (ROOT_NAME, None)
-        if not _is_recurrent(module):
-            self._add(name, flops, operand_bits)
+        if _is_recurrent(module):
+            return
+        self._add(name, flops, operand_bits)
+        leaves = pytree.tree_leaves(args)
+        weight = next((t for t in leaves if isinstance(t, torch.Tensor) and self._is_weight(t)), None)
+        if weight is not None:
+            self.effective_seen[name] += flops * int(torch.count_nonzero(weight)) / weight.numel()
+            self.weight_seen.add(name)
+        elif any(isinstance(t, torch.ScriptObject) or (isinstance(t, torch.Tensor) and not _plain(t)) for t in leaves):
+            self.unseen_weight[name] += flops
+        else:
+            self.no_weight[name] += flops
+
+    def _is_weight(self, tensor: torch.Tensor) -> bool:
+        return _plain(tensor) and tensor.numel() > 0 and tensor.untyped_storage().data_ptr() in self._weights
+
+    def effective_flops(self, name: str, layer_density: float, owns_weights: bool) -> float:
+        """Effective FLOPs of layer ``name``: seen weights at their density, packed or sparse ones
+        at the layer's, products without a weight at 1.0 unless the layer's weights were never
+        seen multiplied (then they are hidden in those products: the layer's density)."""
+        hidden = owns_weights and name not in self.weight_seen
+        rest = self.no_weight.get(name, 0) * (layer_density if hidden else 1.0)
+        return self.effective_seen.get(name, 0.0) + self.unseen_weight.get(name, 0) * layer_density + rest
 
     def _add(self, name: str, flops: int, operand_bits: int | None) -> None:
         self.flops[name] += flops
@@ -251,6 +295,10 @@ class _LayerCounter:
             self.operand_bits[name] = max(self.operand_bits[name], operand_bits)
 
     def _enter(self, name: str, module: nn.Module, args: tuple[Any, ...]) -> None:
+        # A weight set by a forward pre-hook (``torch.nn.utils.prune``'s ``weight = orig * mask``)
+        # is a fresh tensor each call: register the module's tensor attributes as it starts.
+        for attribute, value in vars(module).items():
+            self._register(attribute, value)
         self._stack.append((name, module))
 
     def _exit(
@@ -259,7 +307,14 @@ class _LayerCounter:
         name, _ = self._stack.pop()
         if _is_recurrent(module):
             inputs = args[0] if args else kwargs["input"]
-            self._add(name, FLOPS_PER_MAC * recurrent_macs(module, inputs), None)
+            flops = FLOPS_PER_MAC * recurrent_macs(module, inputs)
+            self._add(name, flops, None)
+            self.unseen_weight[name] += flops
+
+
+def _plain(tensor: torch.Tensor) -> bool:
+    """A dense, non-quantized tensor (one whose elements can be counted as they are multiplied)."""
+    return tensor.layout == torch.strided and not tensor.is_quantized and tensor.device.type != "meta"
 
 
 def _is_recurrent(module: nn.Module | None) -> bool:
@@ -343,14 +398,14 @@ def _packets(namespace: Any, names: Iterable[str]) -> list[Any]:
 
 
 def _observed(
-    formula: Callable[..., int], on_op: Callable[[int, int | None], None]
+    formula: Callable[..., int], on_op: Callable[[int, int | None, Any], None]
 ) -> Callable[..., int]:
     """Wrap a raw-argument FLOP formula so that each counted op is also reported to ``on_op``."""
 
     def observed(*args: Any, out_val: Any = None, **kwargs: Any) -> int:
         flops = int(formula(*args, out_val=out_val, **kwargs))
         operand = _first(args, torch.Tensor)
-        on_op(flops, dtype_bits(operand.dtype) if operand is not None else None)
+        on_op(flops, dtype_bits(operand.dtype) if operand is not None else None, args)
         return flops
 
     observed._get_raw = True  # type: ignore[attr-defined]  # FlopCounterMode passes raw arguments
@@ -401,11 +456,12 @@ def _layer_ops(
     density = tensors.weight_density if tensors else 1.0
     params = tensors.params if tensors else 0
     nonzero = tensors.params_nonzero if tensors else 0
+    owns_weights = bool(tensors and tensors.weights)
     return LayerOps(
         name=name,
         type=module._get_name(),
         macs=macs,
-        macs_effective=macs * density,
+        macs_effective=counter.effective_flops(name, density, owns_weights) / FLOPS_PER_MAC,
         bits=tensors.bits if tensors else counter.operand_bits[name],
         params=params,
         params_nonzero=nonzero,

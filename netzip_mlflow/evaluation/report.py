@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from netzip_mlflow.analysis.class_impact import ClassImpact
 from netzip_mlflow.evaluation.accuracy import Predictions
@@ -36,6 +37,8 @@ class EvaluationReport:
         class_names: names of the classes, index = label.
         run_id: the MLflow run the report was logged to, if any (set by the tracking adapter).
         tables: name -> table logged as ``<name>.csv`` (detection: the per-class AP table).
+        model: the evaluated model (a later ``measure(..., baseline=report)`` times against it;
+            not logged, and left out of :class:`BaselineFacts`).
     """
 
     metrics: dict[str, float]
@@ -49,6 +52,7 @@ class EvaluationReport:
     class_names: list[str] = field(default_factory=list)
     run_id: str | None = None
     tables: dict[str, Any] = field(default_factory=dict)
+    model: nn.Module | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from netzip_mlflow.errors import MeasurementError, WatchdogTimeout
 from netzip_mlflow.evaluation.deployed import DeployedModel
 from netzip_mlflow.evaluation.energy import EnergyWindow, best_meter, measure_idle_power
 from netzip_mlflow.evaluation.latency import CudaEventTimer, LatencySettings, measure_latency
+from netzip_mlflow.evaluation.paired import PairedSettings, measure_paired
 from netzip_mlflow.evaluation.resources import ResourceMonitor
 from netzip_mlflow.tracking import keys
 
@@ -45,6 +46,8 @@ class RuntimeSettings:
     idle_s: float = 1.0
     power_log: Path | None = None
     timeout_s: float | None = None  # the isolated worker's limit, s (None: no limit)
+    paired: PairedSettings | None = None
+    """Time against the baseline interleaved (:mod:`~netzip_mlflow.evaluation.paired`) when one is given."""
 
 
 @dataclass
@@ -121,6 +124,43 @@ def _measure(
     return result
 
 
+def measure_pair(
+    model: nn.Module, baseline: nn.Module, sample: torch.Tensor, base_sample: torch.Tensor, settings: RuntimeSettings
+) -> RuntimeResult:
+    """``ratio/speedup_paired`` (and ``ratio/efficiency_paired`` where a meter reads windows) of
+    ``model`` against ``baseline``, both in this process and timed interleaved.
+
+    Run it *after* :func:`measure_runtime` of ``model``: RAM and footprint belong to the model's own
+    measurement, and two models in one process would mix them. Idle power is read again here, with
+    both models loaded, for the paired energy windows. A deployed (ONNX Runtime / OpenVINO) model
+    is timed through its session like any module, its threads fixed by the runtime's own option.
+    """
+    if settings.paired is None:
+        raise MeasurementError("measure_pair needs RuntimeSettings.paired (the paired protocol's settings)")
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(settings.threads)
+    for timed in (model, baseline):
+        if isinstance(timed, DeployedModel):
+            timed.set_threads(settings.threads)
+    try:
+        cuda = settings.device.startswith("cuda")
+        gpu = (torch.device(settings.device).index or 0) if cuda else None
+        meter = best_meter(cuda_device=gpu, power_log=settings.power_log)
+        idle = measure_idle_power(meter, settings.idle_s) if meter is not None and settings.idle_s > 0 else None
+        with torch.inference_mode():
+            paired = measure_paired(
+                lambda: model(sample),
+                lambda: baseline(base_sample),
+                settings.paired,
+                synchronize=torch.cuda.synchronize if cuda else None,
+                meter=meter,
+                idle_power_w=idle,
+            )
+    finally:
+        torch.set_num_threads(threads_before)
+    return RuntimeResult(metrics=paired.as_metrics(), tags=paired.as_tags())
+
+
 def worker_environment(threads: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The isolated worker's environment: ``base`` (default ``os.environ``) with the OpenMP / MKL /
     OpenBLAS thread pools fixed to ``threads`` before torch starts, so no library of the worker
@@ -143,8 +183,17 @@ def code_modules(model: nn.Module) -> list[str]:
     return sorted(name for name in names if name != "__main__" and name in sys.modules)
 
 
-def measure_runtime_isolated(model: nn.Module, sample: torch.Tensor, settings: RuntimeSettings) -> RuntimeResult:
+def measure_runtime_isolated(
+    model: nn.Module,
+    sample: torch.Tensor,
+    settings: RuntimeSettings,
+    baseline: nn.Module | None = None,
+    base_sample: torch.Tensor | None = None,
+) -> RuntimeResult:
     """:func:`measure_runtime` in a fresh Python process (``python -m netzip_mlflow.evaluation.worker``).
+
+    With ``baseline`` (and ``settings.paired``), the worker then loads the baseline from its own
+    file, after the model's measurement, and adds :func:`measure_pair`'s paired ratios.
 
     A plain subprocess rather than ``multiprocessing``: it needs no ``if __name__ == "__main__"``
     guard in the caller's script and starts with nothing but the worker's imports. Its thread pools
@@ -163,7 +212,13 @@ def measure_runtime_isolated(model: nn.Module, sample: torch.Tensor, settings: R
     tmp = tempfile.mkdtemp(prefix="netzip-worker-")
     try:
         payload, out = Path(tmp) / "payload.pt", Path(tmp) / "result.json"
-        torch.save({"model": model, "sample": sample.cpu(), "settings": settings}, payload, pickle_module=model_pickle)
+        content: dict[str, object] = {"model": model, "sample": sample.cpu(), "settings": settings}
+        if baseline is not None and settings.paired is not None:
+            base_path = Path(tmp) / "baseline.pt"  # loaded by the worker only after the model's measurement
+            base_input = base_sample if base_sample is not None else sample
+            torch.save({"model": baseline, "sample": base_input.cpu()}, base_path, pickle_module=model_pickle)
+            content["baseline_path"] = str(base_path)
+        torch.save(content, payload, pickle_module=model_pickle)
         command = [
             sys.executable, "-m", "netzip_mlflow.evaluation.worker", str(payload), str(out), str(os.getpid()),
             *code_modules(model),
@@ -231,3 +286,26 @@ def worker_failure(returncode: int, stderr: str) -> str:
     lines = [line for line in stderr.strip().splitlines() if line.strip()]
     detail = lines[-1].strip()[:300] if lines else f"exit code {returncode}"
     return f"failed: {detail}; rerun with evaluation.isolate: false to see the error in this process"
+def run_measurement(
+    model: nn.Module,
+    sample: torch.Tensor,
+    settings: RuntimeSettings,
+    isolate: bool,
+    baseline: nn.Module | None = None,
+    base_sample: torch.Tensor | None = None,
+) -> RuntimeResult:
+    """The runtime metrics of ``model`` (isolated or in this process), plus the paired ratios
+    against ``baseline`` when one is given and ``settings.paired`` is set."""
+    pair = baseline is not None and settings.paired is not None
+    if isolate:
+        result = measure_runtime_isolated(model, sample, settings, baseline if pair else None, base_sample)
+    else:
+        result = measure_runtime(model, sample, settings)
+        if pair:
+            extra = measure_pair(model, baseline, sample, base_sample if base_sample is not None else sample, settings)
+            result.metrics.update(extra.metrics)
+            result.tags.update(extra.tags)
+    if not pair:
+        why = "evaluation.paired is false" if settings.paired is None else "no baseline model to pair with"
+        result.tags.setdefault(keys.TAG_PAIRED, f"false ({why})")
+    return result

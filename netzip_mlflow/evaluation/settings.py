@@ -8,6 +8,7 @@ from pathlib import Path
 from netzip_mlflow.analysis.ratios import RatioConfig
 from netzip_mlflow.errors import ConfigError
 from netzip_mlflow.evaluation.latency import LatencySettings
+from netzip_mlflow.evaluation.paired import PairedSettings
 
 TASKS = ("classification", "detection")
 
@@ -21,6 +22,9 @@ class EvaluationConfig:
         eval_batch_size: samples per batch for the accuracy pass.
         threads: torch intra-op threads during the runtime measurement (recorded as a param).
         isolate: measure latency, CPU, RAM and energy in a freshly spawned process per model.
+        paired: with a baseline model, also time the model against it interleaved in the same
+            window (``ratio/speedup_paired`` with its 95% CI; ``ratio/efficiency_paired`` where the
+            energy meter reads windows); the latency- and energy-based ratios then use these.
         device: ``"cpu"`` or ``"cuda"`` (``"cuda:N"``).
         latency: the adaptive latency protocol's settings.
         idle_s: seconds of idle power measured right before the energy window.
@@ -37,6 +41,7 @@ class EvaluationConfig:
     eval_batch_size: int = 256
     threads: int = 1
     isolate: bool = True
+    paired: bool = True
     device: str = "cpu"
     latency: LatencySettings = field(default_factory=LatencySettings)
     idle_s: float = 1.0
@@ -63,6 +68,17 @@ class EvaluationConfig:
             raise ConfigError("evaluation.device", f"must be 'cpu' or 'cuda[:N]', got {self.device!r}")
         if self.timeout_s is not None and not self.timeout_s >= 0:
             raise ConfigError("evaluation.timeout_s", f"must be >= 0 seconds (0: no limit), got {self.timeout_s}")
+
+    def paired_settings(self) -> PairedSettings | None:
+        """The paired protocol's settings (precision target, budget and warm-up as the latency
+        protocol's), or None when ``paired`` is off."""
+        if not self.paired:
+            return None
+        return PairedSettings(
+            target_ci_rel=self.latency.target_ci_rel,
+            budget_s=self.latency.budget_s,
+            warmup_s=min(self.latency.warmup_s, 1.0),
+        )
 
 
 WORKER_STARTUP_S = 300.0

@@ -35,6 +35,7 @@ class AccuracyPass:
         batches: the batches as iterated (re-iterable), to gather exemplar images from.
         params: task-specific settings to record (``eval.*``).
         tables: name -> table (``pandas.DataFrame``) logged as ``<name>.csv``.
+        tags: task-specific tags (e.g. ``netzip.omitted_metrics``: metrics left out as undefined).
     """
 
     metrics: dict[str, float]
@@ -45,6 +46,7 @@ class AccuracyPass:
     batches: Iterable[Any] | None = None
     params: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 class TaskStrategy(Protocol):

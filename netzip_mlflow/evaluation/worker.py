@@ -7,7 +7,9 @@ worker behind. The parent also kills the worker's process group on a timeout or 
 
 Imports the modules that define the model's classes (``MODULE ...``, named by the parent process),
 reads its anonymous memory with its libraries imported, then loads the payload (model, sample, settings) that its parent process wrote to a
-private temporary file a moment ago, measures, and writes metrics and tags as JSON to ``OUT``.
+private temporary file a moment ago, measures, and writes metrics and tags as JSON to ``OUT``. When
+the payload names a baseline file, the baseline is loaded only after that measurement and the two
+models are timed interleaved (paired ratios).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 import torch
 
 from netzip_mlflow.evaluation.resources import current_anon_bytes
-from netzip_mlflow.evaluation.runtime import measure_runtime
+from netzip_mlflow.evaluation.runtime import measure_pair, measure_runtime
 
 
 _PR_SET_PDEATHSIG = 1
@@ -68,6 +70,12 @@ def main(argv: list[str]) -> int:
     model = payload["model"].to(settings.device).eval()
     sample = payload["sample"].to(settings.device)
     result = measure_runtime(model, sample, settings, anon_before_bytes=anon_before)
+    if payload.get("baseline_path"):  # paired timing, after this model's own RAM and footprint
+        base = torch.load(payload["baseline_path"], weights_only=False)  # also written by our parent
+        baseline = base["model"].to(settings.device).eval()
+        paired = measure_pair(model, baseline, sample, base["sample"].to(settings.device), settings)
+        result.metrics.update(paired.metrics)
+        result.tags.update(paired.tags)
     out_path.write_text(json.dumps({"metrics": result.metrics, "tags": result.tags}))
     return 0
 

@@ -78,6 +78,7 @@ def evaluation_config(spec: StudySpec, class_names: list[str], progress: bool = 
         eval_batch_size=e.eval_batch_size,
         threads=e.threads,
         isolate=e.isolate,
+        paired=e.paired,
         device=e.device,
         latency=LatencySettings(
             warmup_s=e.latency.warmup_s,

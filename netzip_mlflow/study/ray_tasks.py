@@ -112,6 +112,7 @@ def baseline_task(job: RemoteJob, hw_class: str, resources: dict[str, Any]) -> E
         mlflow.log_params({"model.class": model_class, "data.source": data.split.name, "seed": spec.seed})
         report = evaluate(model, data.test, spec.task, evaluation_config(spec, data.split.classes, False), log_to_mlflow=True)
     report.exemplar_images = {}
+    report.model = None  # each recipe task loads the baseline model from the store to pair with
     return report
 
 

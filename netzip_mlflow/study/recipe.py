@@ -141,7 +141,10 @@ def run_recipe(
                     inputs, labels = first_batch(data.test)
                     check_model_outputs(result.model, inputs, labels, len(data.split.classes), f"recipe {recipe.name!r}")
                 dog.phase = "evaluation"
-                report = evaluate(result.model, data.test, spec.task, config, baseline=base_report, log_to_mlflow=True)
+                report = evaluate(
+                    result.model, data.test, spec.task, config,
+                    baseline=base_report, log_to_mlflow=True, baseline_model=baseline,
+                )
                 dog.phase = "model logging"
                 manifest = rebuild.recipe_manifest(
                     baseline_manifest(spec, data), recipe.technique, validate_params(recipe.technique, recipe.params),

@@ -65,6 +65,14 @@ RATIO_PERFORMANCE = "ratio/performance"
 RATIO_SPEEDUP = "ratio/speedup"
 RATIO_COMPRESSION = "ratio/compression"
 RATIO_EFFICIENCY = "ratio/efficiency"
+RATIO_SPEEDUP_PAIRED = "ratio/speedup_paired"
+RATIO_SPEEDUP_PAIRED_LOW = "ratio/speedup_paired_ci95_low"
+RATIO_SPEEDUP_PAIRED_HIGH = "ratio/speedup_paired_ci95_high"
+RATIO_EFFICIENCY_PAIRED = "ratio/efficiency_paired"
+RATIO_EFFICIENCY_PAIRED_LOW = "ratio/efficiency_paired_ci95_low"
+RATIO_EFFICIENCY_PAIRED_HIGH = "ratio/efficiency_paired_ci95_high"
+PAIRED_ROUNDS = "ratio/paired_rounds"
+PAIRED_CALLS_PER_BLOCK = "ratio/paired_calls_per_block"
 OCS = "ocs"
 CIE_CLASSES = "cie/impacted_classes"
 CIE_IMAGES = "cie/impacted_images"
@@ -114,6 +122,14 @@ METRICS: dict[str, MetricSpec] = {
         _m(RATIO_SPEEDUP, "x", True, "zeta x original / compressed speed metric (eq. 7)"),
         _m(RATIO_COMPRESSION, "x", True, "original / compressed size (eq. 8)"),
         _m(RATIO_EFFICIENCY, "x", True, "original / compressed energy (eq. 9)"),
+        _m(RATIO_SPEEDUP_PAIRED, "x", True, "baseline / compressed latency, timed interleaved (median of rounds)"),
+        _m(RATIO_SPEEDUP_PAIRED_LOW, "x", True, "lower end of the 95% CI of the paired speedup"),
+        _m(RATIO_SPEEDUP_PAIRED_HIGH, "x", True, "upper end of the 95% CI of the paired speedup"),
+        _m(RATIO_EFFICIENCY_PAIRED, "x", True, "baseline / compressed energy per call, metered interleaved"),
+        _m(RATIO_EFFICIENCY_PAIRED_LOW, "x", True, "lower end of the 95% CI of the paired efficiency"),
+        _m(RATIO_EFFICIENCY_PAIRED_HIGH, "x", True, "upper end of the 95% CI of the paired efficiency"),
+        _m(PAIRED_ROUNDS, "count", True, "ABBA rounds behind the paired ratios"),
+        _m(PAIRED_CALLS_PER_BLOCK, "count", True, "calls per block of the paired rounds"),
         _m(OCS, "score", True, "Overall Compression Success (paper eq. 11)"),
         _m(CIE_CLASSES, "count", False, "classes impacted by compression (seed 002)"),
         _m(CIE_IMAGES, "images", False, "estimated images impacted (seed 002 step 7)"),
@@ -127,6 +143,17 @@ RATIO_KEYS: dict[str, str] = {
     "efficiency": RATIO_EFFICIENCY,
 }
 
+PAIRED_RATIOS: dict[str, tuple[str, str, str]] = {
+    "speedup": (RATIO_SPEEDUP_PAIRED, RATIO_SPEEDUP_PAIRED_LOW, RATIO_SPEEDUP_PAIRED_HIGH),
+    "efficiency": (RATIO_EFFICIENCY_PAIRED, RATIO_EFFICIENCY_PAIRED_LOW, RATIO_EFFICIENCY_PAIRED_HIGH),
+}
+"""Ratio name -> (paired median, CI low, CI high) metric keys."""
+PAIRED_SOURCES: dict[str, tuple[str, ...]] = {
+    "speedup": (LATENCY_MS, THROUGHPUT),
+    "efficiency": (ENERGY_PER_SAMPLE,),
+}
+"""Ratio name -> the metrics whose ratio the paired measurement replaces when it feeds that ratio."""
+
 # Tags (docs/architecture.md, "MLflow layout").
 TAG_ROLE = "netzip.role"
 TAG_STUDY = "netzip.study"
@@ -138,6 +165,7 @@ TAG_ERROR = "netzip.error"
 TAG_TASK = "netzip.task"
 TAG_CIE_METHOD = "netzip.cie.method"  # "single-model pipeline" or "population (Welch t-test)"
 TAG_MISSING_RATIOS = "netzip.ocs.missing_ratios"
+TAG_OMITTED_METRICS = "netzip.omitted_metrics"  # metrics left out as undefined, and why
 TAG_LATENCY_TARGET_MET = "netzip.latency.target_met"
 TAG_LATENCY_TIMER = "netzip.latency.timer"
 TAG_LATENCY_KERNELS = "netzip.latency.kernels"  # binary layers run on float kernels (bnn)
@@ -147,6 +175,9 @@ TAG_RUNTIME_THREADS = "netzip.runtime.threads"
 TAG_RUNTIME_ISOLATED = "netzip.runtime.isolated"
 TAG_WEIGHTS_SHA256 = "netzip.weights_sha256"  # SHA-256 (hex) of the logged weights/state_dict.pt
 TAG_REBUILD_SHA256 = "netzip.rebuild_sha256"  # SHA-256 (hex) of the logged weights/rebuild.json
+TAG_PAIRED = "netzip.paired"  # "true (...)" or "false (why)"
+TAG_PAIRED_TARGET_MET = "netzip.paired.target_met"
+TAG_PAIRED_EFFICIENCY = "netzip.paired.efficiency"  # measured, estimate restating latency, or why absent
 TAG_BASELINE_FINETUNED = "netzip.baseline.finetuned"  # "true": model.path weights fine-tuned here
 TAG_OCS_WITHHELD = "netzip.ocs.withheld"  # why ratios and OCS were not computed (model at chance)
 TAG_PLOTS_SKIPPED = "netzip.plots.skipped"  # plots a study could not draw, and why
@@ -202,6 +233,13 @@ TAG_SOURCE_RUN = "netzip.run_id"
 def ratio_metric_tag(ratio: str) -> str:
     """Tag naming the metric that fed ``ratio`` (e.g. ``netzip.ratio.speedup_metric``)."""
     return f"netzip.ratio.{ratio}_metric"
+
+
+def ratio_ci_columns(ratio: str) -> tuple[str, str]:
+    """Leaderboard columns holding the 95% CI of ``ratio`` as shown (paired ratios only), e.g.
+    ``("ratio/speedup_ci95_low", "ratio/speedup_ci95_high")``."""
+    column = RATIO_KEYS[ratio]
+    return f"{column}_ci95_low", f"{column}_ci95_high"
 
 
 def higher_is_better(key: str) -> bool:

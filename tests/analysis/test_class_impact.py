@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -331,3 +332,21 @@ def test_population_accepts_a_stacked_tensor_per_role() -> None:
 def test_population_invalid_inputs(baselines, compressed, kwargs, error, message) -> None:
     with pytest.raises(error, match=message):
         class_impact_population(POP_LABELS, baselines, compressed, **kwargs)
+
+
+def test_a_class_without_variance_in_either_group_is_not_testable() -> None:
+    # Class 0 (samples 0-3) is always right in every model; class 1 varies; the mean accuracies differ.
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    base = [np.array([0, 0, 0, 0, 1, 1, 1, 1]), np.array([0, 0, 0, 0, 1, 1, 1, 0])]
+    comp = [np.array([0, 0, 0, 0, 1, 0, 0, 0]), np.array([0, 0, 0, 0, 1, 1, 0, 0])]
+    # What scipy says on the normalised class-0 accuracies (1 - 0.9375 twice vs 1 - 0.6875 twice):
+    # p = 0, which would flag the class although nothing about it varies.
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        raw = stats.ttest_ind([0.0625, 0.0625], [0.3125, 0.3125], equal_var=False)
+    assert raw.pvalue == 0.0
+    impact = class_impact_population(labels, base, comp, alpha=0.05)
+    row0, row1 = impact.per_class.iloc[0], impact.per_class.iloc[1]
+    assert not row0["welch_testable"] and math.isnan(row0["p_value"]) and not row0["impacted"]
+    assert row1["welch_testable"] and not math.isnan(row1["p_value"])
+    assert impact.impacted_classes == int(row1["impacted"])

@@ -334,3 +334,68 @@ def test_vectorised_recompute_agrees_with_compute_ratios_row_by_row() -> None:
             assert (np.isnan(got.iloc[i][key]) if expected is None
                     else got.iloc[i][key] == pytest.approx(expected))
         assert got.iloc[i][keys.OCS] == pytest.approx(result.ocs, nan_ok=True)
+
+
+@pytest.fixture(scope="module")
+def paired_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """One baseline (10 ms, 2 J) and two recipes with paired ratios logged next to the raw metrics.
+
+    p1: latency 5 ms (unpaired ratio 2.0), paired speedup 1.6 [1.5, 1.7], paired efficiency 1.5
+        [1.4, 1.6]; logged with the paired ratios feeding S and E (tags say "(paired)").
+    p2: latency 9 ms, paired speedup 1.01 [0.98, 1.04]: no measurable change.
+    """
+    s = Store(f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db")
+    exp = s.client.create_experiment("lb-paired")
+    pc = ("pc01", "Intel i7")
+    b = s.baseline("b", exp, "s", *pc, _metrics(0.80, 10.0, 100.0, 40.0, 2.0))
+    paired1 = {keys.RATIO_SPEEDUP_PAIRED: 1.6, keys.RATIO_SPEEDUP_PAIRED_LOW: 1.5, keys.RATIO_SPEEDUP_PAIRED_HIGH: 1.7,
+               keys.RATIO_EFFICIENCY_PAIRED: 1.5, keys.RATIO_EFFICIENCY_PAIRED_LOW: 1.4,
+               keys.RATIO_EFFICIENCY_PAIRED_HIGH: 1.6}
+    paired2 = {keys.RATIO_SPEEDUP_PAIRED: 1.01, keys.RATIO_SPEEDUP_PAIRED_LOW: 0.98,
+               keys.RATIO_SPEEDUP_PAIRED_HIGH: 1.04}
+    s.compressed("p1", exp, "s", "ptq", "ptq", *pc, b,
+                 _metrics(0.80, 5.0, 100.0, 10.0, 1.0) | paired1 | _scores(1, 1.6, 4, 1.5, 4.1))
+    s.compressed("p2", exp, "s", "prune", "prune_unstructured", *pc, b,
+                 _metrics(0.80, 9.0, 100.0, 40.0, 2.0) | paired2 | _scores(1, 1.01, 1, 1, 0.01))
+    s.client.set_tag(s.ids["p1"], keys.ratio_metric_tag("speedup"), LAT + " (paired)")
+    s.client.set_tag(s.ids["p1"], keys.ratio_metric_tag("efficiency"), J + " (paired)")
+    s.client.set_tag(s.ids["p2"], keys.ratio_metric_tag("speedup"), LAT + " (paired)")
+    return s
+
+
+def test_latency_speedup_uses_the_paired_ratio_with_its_ci(paired_store: Store) -> None:
+    config = RatioConfig(speedup=LAT, zeta=2.0)
+    df = lb.leaderboard("lb-paired", ratio_config=config, tracking_uri=paired_store.uri)
+    p1, p2 = _row(df, paired_store, "p1"), _row(df, paired_store, "p2")
+    low, high = keys.ratio_ci_columns("speedup")
+    assert p1[keys.RATIO_SPEEDUP] == pytest.approx(3.2)  # zeta x 1.6, not zeta x 10/5
+    assert (p1[low], p1[high]) == pytest.approx((3.0, 3.4))
+    assert p1[keys.RATIO_EFFICIENCY] == pytest.approx(1.5)  # paired, not 2 J / 1 J
+    assert p1["paired"] == "speedup, efficiency" and p2["paired"] == "speedup"
+    # OCS = P^2 (0 + (3.2-1) + (4-1) + (1.5-1)) = 5.7; range over both CIs: 5.7 + [-0.2-0.1, 0.2+0.1]
+    assert p1[keys.OCS] == pytest.approx(5.7)
+    assert (p1[lb.OCS_CI_LOW], p1[lb.OCS_CI_HIGH]) == pytest.approx((5.4, 6.0))
+    chats = lb.leaderboard("lb-paired", ratio_config=RatioConfig(), tracking_uri=paired_store.uri)
+    c1 = _row(chats, paired_store, "p1")
+    assert c1[keys.RATIO_SPEEDUP] == pytest.approx(1.0) and math.isnan(c1[low])  # CHATS: nothing paired
+    assert c1["paired"] == "efficiency"
+
+
+def test_logged_ratios_show_their_paired_ci_from_the_tags(paired_store: Store) -> None:
+    df = lb.leaderboard("lb-paired", tracking_uri=paired_store.uri)
+    p1 = _row(df, paired_store, "p1")
+    low, high = keys.ratio_ci_columns("efficiency")
+    assert (p1[low], p1[high]) == pytest.approx((1.4, 1.6))
+    assert p1["paired"] == "speedup, efficiency"
+
+
+def test_a_ci_containing_one_is_shown_as_no_measurable_change(paired_store: Store) -> None:
+    from netzip_mlflow.analysis.render import NO_CHANGE, PAIRED_LEGEND, render
+
+    df = lb.leaderboard("lb-paired", ratio_config=RatioConfig(speedup=LAT), tracking_uri=paired_store.uri)
+    text = render(df, "markdown")
+    lines = {line.split("|")[2].strip(): line for line in text.splitlines() if line.startswith("| ") and ("prune" in line or "ptq " in line)}
+    assert NO_CHANGE in lines["prune"] and "1.01" not in lines["prune"]
+    assert "1.60*" in lines["ptq"] and NO_CHANGE not in lines["ptq"]
+    assert PAIRED_LEGEND in text
+    assert render(df, "csv").count(NO_CHANGE) == 0  # csv keeps the numbers

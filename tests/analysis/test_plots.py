@@ -167,3 +167,39 @@ def test_bubble_labels_do_not_overlap_in_a_cluster() -> None:
         assert frame.x0 <= a.x0 and a.x1 <= frame.x1 and frame.y0 <= a.y0 and a.y1 <= frame.y1
         for b in boxes[i + 1:]:
             assert not a.overlaps(b), (ax.texts[i].get_text(), b)
+
+
+def paired_board() -> pd.DataFrame:
+    """The board with paired CIs on ptq_int8 (speedup 4 in [3.8, 4.3], OCS in [6.8, 7.3])."""
+    df = board()
+    low, high = keys.ratio_ci_columns("speedup")
+    df[low], df[high] = np.nan, np.nan
+    df.loc[0, [low, high]] = [3.8, 4.3]
+    df["ocs_ci95_low"], df["ocs_ci95_high"] = np.nan, np.nan
+    df.loc[0, ["ocs_ci95_low", "ocs_ci95_high"]] = [6.8, 7.3]
+    return df
+
+
+def test_bars_and_radar_draw_paired_confidence_intervals() -> None:
+    ax = ocs_bar_plot(paired_board()).axes[0]
+    from matplotlib.container import BarContainer, ErrorbarContainer
+
+    (errorbar,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    segments = errorbar.lines[2][0].get_segments()
+    assert [tuple(s[:, 0]) for s in segments][0] == pytest.approx((6.8, 7.3))
+    assert [tuple(s[:, 0]) for s in segments][1] == pytest.approx((2.25, 2.25))  # no CI: zero length
+    plain = ocs_bar_plot(board()).axes[0].containers
+    assert all(isinstance(c, BarContainer) for c in plain)  # nothing paired: no error bars
+
+    radar = radar_plot(paired_board()).axes[0]
+    # each axis's scale holds the CI ends: speedup 1 +- 3.3 (to 4.3), OCS 0 +- 7.3 (to 7.3)
+    spans = {1: 3.3, 4: 7.3}
+    centres = [1, 1, 1, 1, 0]
+    found = []
+    for container in radar.containers:
+        for seg in container.lines[2][0].get_segments():
+            axis = int(np.argmin(np.abs(np.linspace(0, 2 * np.pi, 5, endpoint=False) - seg[0, 0])))
+            found.append((axis, tuple(np.round(centres[axis] + (seg[:, 1] - RING) / REACH * spans[axis], 6))))
+    assert sorted(found) == [(1, (3.8, 4.3)), (4, (6.8, 7.3))]  # speedup and OCS of ptq_int8, back to values
+    assert max(seg[:, 1].max() for c in radar.containers for seg in c.lines[2][0].get_segments()) == (
+        pytest.approx(RING + REACH))  # the upper CI end lies on the outer edge, inside the plot

@@ -69,6 +69,8 @@ def test_evaluate_against_a_baseline_run_adds_ratios(store, tmp_path):
     metrics = runs[0].data.metrics
     assert {keys.RATIO_PERFORMANCE, keys.RATIO_COMPRESSION, keys.OCS} <= set(metrics)
     assert metrics[keys.SPARSITY] == pytest.approx(0.5, abs=0.02)
+    # The baseline run logged no model: measured unpaired, and the tag says why.
+    assert runs[0].data.tags[keys.TAG_PAIRED] == "false (no baseline model to pair with)"
 
 
 def test_evaluate_refuses_a_whole_pickled_module_without_trust(store, tmp_path):

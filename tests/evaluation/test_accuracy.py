@@ -93,3 +93,14 @@ def test_predict_rejects_nan_outputs_anywhere_in_the_data():
     with pytest.raises(ModelError, match=r"NaN/Inf\) for 2 of 12 evaluation samples, first in batch 2"):
         predict(NanForLargeInputs(), [(clean, y), (clean, y), (poisoned, y)])
     assert predict(NanForLargeInputs(), [(clean, y)]).topk.shape == (4, 3)
+
+
+def test_macro_averages_run_over_classes_in_labels_or_predictions():
+    # 5 classes; class 2 only predicted, classes 3 and 4 in neither: they are left out (sklearn's
+    # default labels = union of labels and predictions), not averaged in as zeros.
+    labels, top1 = np.array([0, 0, 1, 1, 0]), np.array([0, 2, 1, 1, 1])
+    m = accuracy_metrics(Predictions(labels, top1[:, None], 5))
+    assert m[keys.RECALL_MACRO] == pytest.approx(recall_score(labels, top1, average="macro", zero_division=0))
+    assert m[keys.RECALL_MACRO] == pytest.approx((1 / 3 + 1 + 0) / 3)  # class 2: no sample, recall 0
+    assert m[keys.PRECISION_MACRO] == pytest.approx((1 + 2 / 3 + 0) / 3)
+    assert m[keys.F1_MACRO] == pytest.approx(f1_score(labels, top1, average="macro", zero_division=0))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 
 import pytest
@@ -124,3 +126,26 @@ def test_evaluate_detection_branch():
     assert compressed.tags[keys.ratio_metric_tag("performance")] == keys.MAP50
     assert compressed.metrics[keys.RATIO_PERFORMANCE] == pytest.approx(1.0)
     assert math.isfinite(compressed.metrics[keys.OCS])
+
+
+def test_no_ground_truth_boxes_leave_map_and_recall_out():
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    empty = {"boxes": torch.zeros((0, 4)), "labels": torch.zeros(0, dtype=torch.long)}
+    out = detection_metrics([_pred([[0, 0, 10, 10]], [1], [0.9])], [empty])
+    assert keys.MAP50 not in out.metrics and keys.MAP50_95 not in out.metrics
+    assert keys.RECALL_IOU50 not in out.metrics
+    assert out.metrics[keys.PRECISION_IOU50] == 0.0  # one kept detection, no match
+    assert "no ground-truth boxes" in out.omitted
+    # pycocotools itself: the stats of an image without ground truth are -1 (undefined), not 0.
+    gt = COCO()
+    gt.dataset = {"images": [{"id": 1}], "annotations": [], "categories": [{"id": 1}]}
+    gt.createIndex()
+    dt = gt.loadRes([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.9}])
+    evaluation = COCOeval(gt, dt, "bbox")
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    assert evaluation.stats[0] == evaluation.stats[1] == -1

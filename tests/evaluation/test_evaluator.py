@@ -92,6 +92,61 @@ def test_without_an_energy_meter_energy_is_absent_and_efficiency_named_missing(s
     assert report.tags[keys.TAG_RUNTIME_THREADS] == "1"
 
 
+LATENCY_RATIOS = nz.RatioConfig(speedup=keys.LATENCY_MS, score_at_chance=True)
+
+
+def test_paired_ratios_feed_the_latency_speedup(setup):
+    model, loader, _, _ = setup
+    config = nz.EvaluationConfig(
+        isolate=False, idle_s=0.0, progress=False, ratios=LATENCY_RATIOS,
+        latency=LatencySettings(warmup_s=0.0, budget_s=0.3),
+    )
+    base = nz.evaluate(model, loader, config=config, log_to_mlflow=False)
+    assert keys.RATIO_SPEEDUP_PAIRED not in base.metrics  # a baseline has nothing to pair with
+    report = nz.evaluate(model, loader, config=config, baseline=base, log_to_mlflow=False)
+    m = report.metrics
+    assert m[keys.RATIO_SPEEDUP_PAIRED_LOW] <= m[keys.RATIO_SPEEDUP_PAIRED] <= m[keys.RATIO_SPEEDUP_PAIRED_HIGH]
+    assert m[keys.PAIRED_ROUNDS] >= 5
+    assert m[keys.RATIO_SPEEDUP] == m[keys.RATIO_SPEEDUP_PAIRED]  # not the ratio of two medians
+    assert report.tags[keys.ratio_metric_tag("speedup")] == keys.LATENCY_MS + " (paired)"
+    assert report.tags[keys.TAG_PAIRED].startswith("true")
+    assert keys.LATENCY_MS in m  # the unpaired latency is still logged
+    assert report.params["eval.paired"] is True
+    if keys.RATIO_EFFICIENCY_PAIRED in m:  # the meter read the blocks' energy
+        assert m[keys.RATIO_EFFICIENCY] == m[keys.RATIO_EFFICIENCY_PAIRED]
+        assert report.tags[keys.ratio_metric_tag("efficiency")].endswith("(paired)")
+
+
+def test_paired_off_restores_independent_measurement(setup):
+    model, loader, _, _ = setup
+    config = nz.EvaluationConfig(
+        isolate=False, idle_s=0.0, progress=False, paired=False, ratios=LATENCY_RATIOS,
+        latency=LatencySettings(warmup_s=0.0, budget_s=0.2),
+    )
+    base = nz.evaluate(model, loader, config=config, log_to_mlflow=False)
+    report = nz.evaluate(model, loader, config=config, baseline=base, log_to_mlflow=False)
+    assert not [k for k in report.metrics if "paired" in k]
+    assert report.metrics[keys.RATIO_SPEEDUP] == pytest.approx(
+        base.metrics[keys.LATENCY_MS] / report.metrics[keys.LATENCY_MS]
+    )
+    assert report.tags[keys.TAG_PAIRED] == "false (evaluation.paired is false)"
+    assert report.tags[keys.ratio_metric_tag("speedup")] == keys.LATENCY_MS
+
+
+def test_baseline_run_id_without_model_is_measured_unpaired(setup, monkeypatch):
+    from netzip_mlflow.evaluation.report import BaselineFacts
+    from netzip_mlflow.tracking import runs
+
+    model, loader, _, _ = setup
+    base = nz.evaluate(model, loader, config=FAST, log_to_mlflow=False)
+    facts = BaselineFacts(base.metrics, base.predictions, None, "abc")
+    monkeypatch.setattr(runs, "resolve_baseline", lambda _: facts)
+    report = nz.evaluate(model, loader, config=FAST, baseline="abc", log_to_mlflow=False)
+    assert report.tags[keys.TAG_PAIRED] == "false (no baseline model to pair with)"
+    with_model = nz.evaluate(model, loader, config=FAST, baseline="abc", baseline_model=model, log_to_mlflow=False)
+    assert keys.RATIO_SPEEDUP_PAIRED in with_model.metrics
+
+
 def test_a_baseline_at_chance_gets_no_ratios_or_ocs_and_says_why(setup, caplog):
     model, loader, _, y = setup
     config = nz.EvaluationConfig(

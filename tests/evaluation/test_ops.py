@@ -127,20 +127,23 @@ def test_scaled_dot_product_attention_macs() -> None:
     assert report.macs == 2 * batch * heads * length * length * dim  # Q K^T and A V
 
 
+class SelfAttention(nn.Module):
+    """``mha(x, x, x)`` as a module (MultiheadAttention returns the weights too)."""
+
+    def __init__(self, mha: nn.MultiheadAttention) -> None:
+        super().__init__()
+        self.attn = mha
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn(x, x, x)[0]
+
+
 def test_multihead_attention_macs() -> None:
     batch, length, dim, heads = 2, 5, 16, 4
     mha = nn.MultiheadAttention(dim, heads, batch_first=True)
     x = torch.randn(batch, length, dim)
 
-    class SelfAttention(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.attn = mha
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.attn(x, x, x)[0]
-
-    report = count_ops(SelfAttention(), x)
+    report = count_ops(SelfAttention(mha), x)
     projections = batch * length * dim * 3 * dim + batch * length * dim * dim
     attention = 2 * batch * length * length * dim
     assert report.macs == projections + attention
@@ -510,3 +513,71 @@ def test_dynamic_int8_transformer_keeps_macs_and_bits_follow_each_layer() -> Non
     assert layers["layers.0.linear1"].bits == layers["layers.1.linear2"].bits == 8
     assert layers["layers.0.self_attn"].bits == 32
     assert dynamic_report.chats == 2 * (32 * attention + 8 * feed_forward)
+
+
+def _zero_share(weight: torch.Tensor, share: float, seed: int = 0) -> float:
+    """Zero ``share`` of ``weight``'s elements in place at random; returns the density left."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        flat = weight.view(-1)
+        flat[torch.randperm(flat.numel(), generator=generator)[: int(share * flat.numel())]] = 0.0
+    return float(torch.count_nonzero(weight)) / weight.numel()
+
+
+def test_multihead_attention_charges_each_product_at_the_weight_it_multiplies() -> None:
+    batch, length, dim, heads = 2, 5, 16, 4
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(dim, heads, batch_first=True).eval()
+    d_in = _zero_share(mha.in_proj_weight, 0.5)
+    d_out = _zero_share(mha.out_proj.weight, 0.75, seed=1)  # never called as a module
+
+    report = count_ops(SelfAttention(mha), torch.randn(batch, length, dim))
+    tokens = batch * length
+    in_proj, out_proj = tokens * dim * 3 * dim, tokens * dim * dim
+    attention = 2 * batch * length * length * dim  # Q K^T and A V: no weight, density 1
+    assert report.macs == in_proj + out_proj + attention
+    assert report.macs_effective == pytest.approx(in_proj * d_in + out_proj * d_out + attention)
+
+
+class FunctionalChildren(nn.Module):
+    """Attention that uses its child Linears' weights functionally (as Swin's window attention)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = F.linear(x, self.qkv.weight, self.qkv.bias).chunk(3, dim=-1)
+        attn = (q @ k.transpose(-2, -1)).softmax(-1)
+        return F.linear(attn @ v, self.proj.weight, self.proj.bias)
+
+
+def test_functional_use_of_child_linears_is_charged_at_their_density() -> None:
+    batch, length, dim = 1, 6, 8
+    torch.manual_seed(0)
+    model = FunctionalChildren(dim).eval()
+    d_qkv = _zero_share(model.qkv.weight, 0.6)
+    d_proj = _zero_share(model.proj.weight, 0.2, seed=1)
+    report = count_ops(model, torch.randn(batch, length, dim))
+    qkv, proj = length * dim * 3 * dim, length * dim * dim
+    attention = 2 * length * length * dim
+    assert report.macs == qkv + proj + attention
+    assert report.macs_effective == pytest.approx(qkv * d_qkv + proj * d_proj + attention)
+    assert _by_name(report)["(model)"].macs == report.macs  # all run inside the parent
+
+
+def test_swin_window_attention_charges_its_functional_linears() -> None:
+    from torchvision.models.swin_transformer import ShiftedWindowAttention
+
+    dim, heads, size = 16, 2, 8
+    torch.manual_seed(0)
+    attn = ShiftedWindowAttention(dim, [4, 4], [0, 0], heads).eval()
+    d_qkv = _zero_share(attn.qkv.weight, 0.6)
+    d_proj = _zero_share(attn.proj.weight, 0.3, seed=1)
+    report = count_ops(attn, torch.randn(1, size, size, dim))
+    tokens = size * size
+    qkv, proj = tokens * dim * 3 * dim, tokens * dim * dim
+    attention = 2 * tokens * 16 * dim  # each token attends to the 16 of its 4x4 window
+    assert report.macs == qkv + proj + attention
+    assert report.macs_effective == pytest.approx(qkv * d_qkv + proj * d_proj + attention)

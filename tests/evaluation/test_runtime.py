@@ -137,3 +137,17 @@ def test_torchvision_model_footprint_is_its_weights_not_torchvision() -> None:
     # kernel workspaces glibc keeps in its heap, whose sizes follow the CPU's oneDNN code path;
     # counting torchvision's import would add ~170 MB.
     assert weight_mb - 2.0 < result.metrics[keys.RAM_MODEL] < weight_mb + 40.0
+
+
+def test_isolated_worker_pairs_after_its_own_measurement():
+    from netzip_mlflow.evaluation.paired import PairedSettings
+
+    paired = PairedSettings(warmup_s=0.0, budget_s=0.3, min_rounds=5)
+    settings = RuntimeSettings(QUICK, threads=1, idle_s=0.0, paired=paired)
+    result = runtime.run_measurement(small_model(), torch.randn(1, 16), settings, True, ballast_model())
+    m = result.metrics
+    assert m[keys.RATIO_SPEEDUP_PAIRED_LOW] <= m[keys.RATIO_SPEEDUP_PAIRED] <= m[keys.RATIO_SPEEDUP_PAIRED_HIGH]
+    assert result.tags[keys.TAG_PAIRED].startswith("true")
+    # The 200 MB baseline is loaded after the small model's footprint was read: not counted in it.
+    assert m[keys.RAM_MODEL] < BALLAST_MB / 4
+    assert keys.TAG_PAIRED_EFFICIENCY in result.tags

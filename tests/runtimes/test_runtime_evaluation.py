@@ -40,6 +40,40 @@ def test_isolated_worker_runs_the_runtime_and_records_its_threads(label, runtime
     expected = base.metrics[keys.DISK_MB] / report.metrics[keys.DISK_MB]
     assert report.metrics[keys.RATIO_COMPRESSION] == pytest.approx(expected)
     assert keys.OCS in report.metrics
+    # paired by default: the worker timed the runtime session against the torch baseline
+    assert tags[keys.TAG_PAIRED].startswith("true")
+    m = report.metrics
+    assert m[keys.RATIO_SPEEDUP_PAIRED_LOW] <= m[keys.RATIO_SPEEDUP_PAIRED] <= m[keys.RATIO_SPEEDUP_PAIRED_HIGH]
+
+
+@pytest.mark.parametrize(("label", "module", "session"), [
+    ("onnx", "netzip_mlflow.runtimes.onnxruntime_rt", "_OrtSession"),
+    ("openvino_int8", "netzip_mlflow.runtimes.openvino_rt", "_OvSession"),
+])
+def test_paired_timing_runs_the_runtime_session(label, module, session, exported, trained, digits, monkeypatch):
+    import importlib
+
+    from netzip_mlflow.evaluation.paired import PairedSettings
+    from netzip_mlflow.evaluation.runtime import RuntimeSettings, measure_pair
+
+    cls = getattr(importlib.import_module(module), session)
+    real_run, calls = cls.run, []
+
+    def counting(self, inputs):
+        calls.append(inputs.shape)
+        return real_run(self, inputs)
+
+    monkeypatch.setattr(cls, "run", counting)
+    sample = next(iter(digits[2]))[0][:1]
+    settings = RuntimeSettings(QUICK, paired=PairedSettings(budget_s=0.2, warmup_s=0.0))
+    result = measure_pair(exported[label].model, trained, sample, sample, settings)
+    m = result.metrics
+    rounds, k = int(m[keys.PAIRED_ROUNDS]), int(m[keys.PAIRED_CALLS_PER_BLOCK])
+    # every round runs two blocks of k calls of the compressed model, all through the session
+    assert rounds >= 5 and len(calls) >= 2 * rounds * k
+    assert all(shape == tuple(sample.shape) for shape in calls)
+    assert m[keys.RATIO_SPEEDUP_PAIRED_LOW] <= m[keys.RATIO_SPEEDUP_PAIRED] <= m[keys.RATIO_SPEEDUP_PAIRED_HIGH]
+    assert result.tags[keys.TAG_PAIRED].startswith("true")
 
 
 @pytest.mark.parametrize("label", ["onnx", "openvino_int8"])
