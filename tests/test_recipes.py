@@ -272,6 +272,7 @@ def test_case_study_2_runs_and_a_failed_export_fails_only_its_run(
         **QUICK, "data.builtin": "digits", "data.limit": 300, "data.batch_size": 32,
         "recipes.0.params.calibration_batches": 2, "recipes.2.params.calibration_batches": 2,
         "recipes.4.params.calibration_batches": 2,
+        "evaluation.ratios.score_at_chance": True,  # a short run may not be provably above chance
     }
     import yaml
 

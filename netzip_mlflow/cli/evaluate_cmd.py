@@ -40,6 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-isolate", action="store_true", help="measure in this process, not a fresh one")
+    p.add_argument("--score-at-chance", action="store_true",
+                   help="compute ratios and OCS even when a model's top-1 is not above chance")
     p.add_argument("--no-paired", action="store_true",
                    help="with --baseline-run: do not time the model against the baseline's logged model side by side")
     p.add_argument("--format", default="table", choices=["table", "json"],
@@ -105,6 +107,7 @@ def _baseline_model(args: argparse.Namespace) -> nn.Module | None:
 def run(args: argparse.Namespace, console: Console) -> int:
     """Evaluate, log, and print the headline metrics."""
     from netzip_mlflow.api import evaluate
+    from netzip_mlflow.analysis.ratios import RatioConfig
     from netzip_mlflow.evaluation.settings import EvaluationConfig
     from netzip_mlflow.tracking.experiments import ensure_experiment
 
@@ -113,6 +116,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     config = EvaluationConfig(
         batch_size=args.batch_size, threads=args.threads, isolate=not args.no_isolate,
         paired=not args.no_paired, class_names=tuple(split.classes),
+        ratios=RatioConfig(score_at_chance=args.score_at_chance),
     )
     mlflow.set_experiment(experiment_id=ensure_experiment(args.experiment))
     with start_run(run_name=args.run_name) as run:

@@ -316,7 +316,7 @@ def search(
     storage_url = resolve_storage(storage or spec.search.storage, mlflow.get_tracking_uri())
     data = load_data(spec)
     model = initial_model(spec, data)
-    groups = _resolve_groups(spec, model, data)
+    groups = _resolve_groups(spec, model.model, data)  # model: a BaselineModel (module + its params)
     experiment_id = ensure_experiment(spec.experiment_name)
     retry_locked(mlflow.set_experiment, experiment_id=experiment_id)
     previous = PreviousRuns() if fresh else find_previous(spec, experiment_id)

@@ -62,7 +62,10 @@ def test_evaluate_against_a_baseline_run_adds_ratios(store, tmp_path):
         for p in model.parameters():
             p[p.abs() < p.abs().median()] = 0.0
     torch.save(model.state_dict(), tmp_path / "pruned.pt")
-    code = main(["--tracking-uri", uri, "evaluate", str(tmp_path / "pruned.pt"), *FAST, "--baseline-run", base.info.run_id])
+    code = main([
+        "--tracking-uri", uri, "evaluate", str(tmp_path / "pruned.pt"), *FAST, "--baseline-run", base.info.run_id,
+        "--score-at-chance",  # an untrained model: its top-1 is at chance, so ratios are withheld by default
+    ])
 
     assert code == 0
     runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"])
