@@ -42,3 +42,27 @@ class MeasurementError(NetzipError, RuntimeError):
 
 class TrackingError(NetzipError, RuntimeError):
     """MLflow tracking failed or a run the caller named does not exist."""
+
+
+class LeaseError(NetzipError, RuntimeError):
+    """Another process holds the study's lease: only one writer per study at a time."""
+
+
+ECHO_LIMIT = 80
+"""At most this many characters of a user value are echoed in an error message."""
+
+
+def short_repr(value: object, limit: int = ECHO_LIMIT) -> str:
+    """``repr(value)`` capped at ``limit`` characters, never expanding more than a few levels.
+
+    Error messages echo what the user gave; a YAML alias chain can make that a structure of
+    billions of elements that plain ``repr`` would try to build (an alias bomb), so this walks at
+    most a few items per level and a few levels deep.
+    """
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxtuple, short.maxdict, short.maxset = 3, 4, 4, 4, 4
+    short.maxstring, short.maxother, short.maxlong = limit, limit, limit
+    text = short.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -19,6 +19,7 @@ from rich.markup import escape
 
 from netzip_mlflow.cli import class_impact_cmd, evaluate_cmd
 from netzip_mlflow.errors import NetzipError
+from netzip_mlflow.tracking.uri import mask_credentials
 
 console = Console()
 err_console = Console(stderr=True)
@@ -125,8 +126,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print_table(result.leaderboard, console=console, title=f"OCS leaderboard — study {result.study}")
     import mlflow
 
-    console.print(f"\nRuns are in experiment [bold]{result.experiment}[/] at {mlflow.get_tracking_uri()}")
-    console.print(f"Open the MLflow UI:  mlflow ui --backend-store-uri {mlflow.get_tracking_uri()}")
+    for note in result.notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    uri = escape(mask_credentials(mlflow.get_tracking_uri()))
+    console.print(f"\nRuns are in experiment [bold]{escape(result.experiment)}[/] at {uri}", highlight=False, soft_wrap=True)
+    console.print(f"Open the MLflow UI:  mlflow ui --backend-store-uri {uri}", highlight=False, soft_wrap=True)
     if result.failed:
         for outcome in result.failed:
             err_console.print(f"[red]FAILED[/] {outcome.recipe} ({outcome.technique}): {escape(outcome.error or '')}", highlight=False, soft_wrap=True)
@@ -205,12 +209,56 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except NetzipError as exc:
-        err_console.print(f"[red]error:[/] {escape(' '.join(str(exc).split()))}", highlight=False, soft_wrap=True)
+        _error_line(str(exc))
         return 2
     except MlflowException as exc:  # the store failed outside the places that wrap its errors
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        err_console.print(f"[red]error:[/] MLflow tracking failed: {escape(first)} (check --tracking-uri / MLFLOW_TRACKING_URI)", highlight=False, soft_wrap=True)
+        _error_line(f"MLflow tracking failed: {store_problem(exc)} (check --tracking-uri / MLFLOW_TRACKING_URI)")
         return 2
+    except KeyboardInterrupt:
+        what = "; the interrupted run is marked KILLED: run the same command again to resume it (finished runs are reused)" if args.command == "run" else ""
+        _error_line(f"interrupted by user{what}")
+        return 130
+    except Exception as exc:  # a store that fails below MLflow's wrappers (sqlalchemy, sqlite3)
+        if not _is_store_error(exc):
+            raise
+        _error_line(f"MLflow tracking failed: {store_problem(exc)} (check --tracking-uri / MLFLOW_TRACKING_URI)")
+        return 2
+
+
+def _error_line(text: str) -> None:
+    """The one ``error:`` line (whitespace folded, credentials masked) on stderr."""
+    err_console.print(f"[red]error:[/] {escape(' '.join(mask_credentials(text).split()))}", highlight=False, soft_wrap=True)
+
+
+def _is_store_error(exc: BaseException) -> bool:
+    return any(type(e).__module__.split(".")[0] in ("sqlalchemy", "sqlite3") for e in _chain(exc))
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not e for e in seen) and len(seen) < 20:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def store_problem(exc: BaseException) -> str:
+    """One line on why the store failed: the deepest cause in the chain (e.g. sqlite's "attempt to
+    write a readonly database"), and, for a ``sqlite:///`` store whose file is gone, that it was deleted."""
+    import mlflow
+
+    from netzip_mlflow.tracking.experiments import sqlite_path
+
+    causes = [e for e in _chain(exc) if str(e).strip()]
+    root = causes[-1] if causes else exc
+    text = str(root).strip().splitlines()[0][:300] if str(root).strip() else type(root).__name__
+    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    line = first if root is exc or text in first else f"{first} (cause: {type(root).__name__}: {text})"
+    db = sqlite_path(mlflow.get_tracking_uri())
+    if db is not None and not db.exists():
+        line = f"the store file {db} no longer exists (deleted while this command ran?); {line}"
+    return line
 
 
 if __name__ == "__main__":

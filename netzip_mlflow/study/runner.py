@@ -34,6 +34,7 @@ from torch import nn
 from netzip_mlflow.compression.registry import compress
 from netzip_mlflow.config.loader import load_study
 from netzip_mlflow.config.schema import RecipeSpec, StudySpec
+from netzip_mlflow.errors import ModelError, short_repr
 from netzip_mlflow.evaluation.evaluator import EvaluationReport, evaluate
 from netzip_mlflow.models.loading import load_model_file
 from netzip_mlflow.models.training import train
@@ -50,15 +51,22 @@ from netzip_mlflow.study.resume import (
     load_logged_model,
     recipe_hash,
 )
+from netzip_mlflow.study.lease import lock_file, study_lease
+from netzip_mlflow.study.preflight import preflight
 from netzip_mlflow.study.store import retry_locked
 from netzip_mlflow.study.system_metrics import system_metrics
 from netzip_mlflow.tracking import keys
 from netzip_mlflow.tracking.experiments import ensure_experiment
+from netzip_mlflow.tracking.uri import mask_credentials
 from netzip_mlflow.tracking.model_logging import log_torch_model
 
 log = logging.getLogger(__name__)
 
 TRACEBACK_ARTIFACT = "error/traceback.txt"
+INTERRUPTED = "KeyboardInterrupt: interrupted by user"
+"""The ``netzip.error`` of a run stopped by Ctrl-C (it ends KILLED)."""
+TAG_LEADERBOARD_NOTE = "netzip.leaderboard.note"
+"""Why the study's leaderboard or plots are missing or incomplete (the study still FINISHED)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,7 @@ class StudyResult:
     resumed: bool = False
     baseline_reused: bool = False
     killed: list[str] = field(default_factory=list)  # orphaned runs marked KILLED
+    notes: list[str] = field(default_factory=list)  # e.g. why there are no plots (tag netzip.leaderboard.note)
 
     @property
     def failed(self) -> list[RecipeOutcome]:
@@ -104,9 +113,21 @@ def safe_name(text: str, limit: int = 100) -> str:
 
 
 def error_message(exc: BaseException) -> str:
-    """``Type: first line of the message`` (at most 500 characters), for the ``netzip.error`` tag."""
-    text = str(exc).strip()
+    """``Type: first line of the message`` (at most 500 characters, credentials in URIs masked),
+    for the ``netzip.error`` tag."""
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: the code called sys.exit({short_repr(exc.code, 60)}), which would have ended the study"
+    text = mask_credentials(str(exc).strip())
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:500]
+
+
+def _end_interrupted() -> None:
+    """Tag the active run as interrupted by the user and end it KILLED; never raises."""
+    try:
+        retry_locked(mlflow.set_tag, keys.TAG_ERROR, INTERRUPTED)
+        retry_locked(mlflow.end_run, status="KILLED")
+    except Exception as log_exc:  # noqa: BLE001 - the interrupt matters more
+        log.warning("could not mark the interrupted run KILLED: %s", log_exc)
 
 
 def _record_failure(exc: BaseException) -> str:
@@ -210,9 +231,15 @@ def _run_baseline(
             model = _baseline_model(spec, data, progress, run.info.run_id, model)
             report = evaluate(model.eval(), data.test, spec.task, config, log_to_mlflow=True)
             retry_locked(log_torch_model, model, example_inputs(data))
-        except BaseException as exc:
+        except KeyboardInterrupt:
+            _end_interrupted()
+            raise
+        except Exception as exc:
             _record_failure(exc)
             raise
+        except BaseException as exc:  # SystemExit & co. from model code: a failure, never an exit
+            message = _record_failure(exc)
+            raise ModelError(f"the baseline failed: {message}") from exc
     return model, report
 
 
@@ -267,8 +294,11 @@ def _run_recipe(
                 check_model_outputs(result.model, inputs, labels, len(data.split.classes), f"recipe {recipe.name!r}")
             report = evaluate(result.model, data.test, spec.task, config, baseline=base_report, log_to_mlflow=True)
             retry_locked(log_torch_model, result.model, example_inputs(data))
-        except Exception as exc:  # noqa: BLE001 - any failure of one recipe (MemoryError and torch's
-            # OutOfMemoryError included: both are Exceptions) must not stop the study
+        except KeyboardInterrupt:
+            _end_interrupted()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - any failure of one recipe (MemoryError, torch's
+            # OutOfMemoryError, a SystemExit from model code) must not stop the study
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
@@ -320,10 +350,23 @@ def run_study(
     if trust_model_file:
         spec = _with_trust(spec)
     executor = executor or make_executor(spec.executor)
-    executor.prepare(spec, mlflow.get_tracking_uri())  # e.g. Ray needs an http:// tracking server
-    data = load_data(spec)  # bad data and bad models fail here, before the store is touched
+    uri = mlflow.get_tracking_uri()
+    executor.prepare(spec, uri)  # e.g. Ray needs an http:// tracking server
+    preflight(spec)  # the device exists, the power log can be read
+    data = load_data(spec, progress)  # bad data and bad models fail here, before the store is touched
     model = initial_model(spec, data)
-    experiment_id = ensure_experiment(spec.experiment_name)
+    # One writer per study: a local store's lease is a lock file (taken before the store is
+    # touched); a server's is an experiment tag (needs the experiment).
+    experiment_id = None if lock_file(uri, spec.experiment_name, spec.study) else ensure_experiment(spec.experiment_name)
+    with study_lease(uri, spec.experiment_name, spec.study, experiment_id):
+        return _run_leased(spec, data, model, progress, fresh, executor, experiment_id)
+
+
+def _run_leased(
+    spec: StudySpec, data: StudyData, model: nn.Module, progress: bool, fresh: bool, executor: Executor, experiment_id: str | None
+) -> StudyResult:
+    """:func:`run_study` once the study's lease is held: open (or reopen) the study run and run it."""
+    experiment_id = experiment_id or ensure_experiment(spec.experiment_name)
     retry_locked(mlflow.set_experiment, experiment_id=experiment_id)  # nested runs follow it
     previous = PreviousRuns() if fresh else find_previous(spec, experiment_id)
     if previous.study_run_id:
@@ -334,6 +377,9 @@ def run_study(
     with parent_run as parent:
         try:
             result = _run_in_parent(spec, data, progress, previous, parent.info.run_id, model, executor, experiment_id)
+        except KeyboardInterrupt:
+            _end_interrupted()
+            raise
         except BaseException as exc:
             _record_failure(exc)
             raise
@@ -361,7 +407,7 @@ def _run_in_parent(
             retry_locked(mlflow.delete_tag, keys.TAG_ERROR)
     else:
         retry_locked(mlflow.log_text, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), "study.yaml")
-        retry_locked(mlflow.log_params, {"seed": spec.seed, "recipes": len(spec.recipes), "data.train_samples": len(data.split.train), "data.test_samples": len(data.split.test)})
+        retry_locked(mlflow.log_params, {"seed": spec.seed, "recipes": len(spec.recipes), "data.train_samples": len(data.split.train), "data.test_samples": len(data.split.test), "data.skipped_files": len(getattr(data.split, "skipped", ()))})
     reused = _reuse_baseline(previous)
     if reused is not None:
         baseline, base_ref = reused
@@ -382,7 +428,7 @@ def _run_in_parent(
             pending.append(recipe)
     job = StudyJob(spec, data, baseline, base_ref, parent_id, experiment_id, mlflow.get_tracking_uri(), progress)
     result.outcomes.extend(executor.run_recipes(job, pending, _run_recipe))
-    result.leaderboard = _log_leaderboard(spec, {o.run_id for o in result.outcomes})
+    result.leaderboard = _log_leaderboard(spec, {o.run_id for o in result.outcomes}, result.notes)
     _log_population(spec)
     return result
 
@@ -403,15 +449,24 @@ def _log_population(spec: StudySpec) -> None:
         retry_locked(mlflow.log_metrics, {f"cie_population/{r.recipe}/impacted_classes": float(r.impact.impacted_classes) for r in results})
 
 
-def _log_leaderboard(spec: StudySpec, run_ids: set[str] | None = None) -> pd.DataFrame | None:
-    """Rank this study run's recipe runs (``run_ids``; earlier study runs of the same name are left
-    out) and log the table and plots to the study run."""
-    import tempfile
+def _note(notes: list[str], text: str) -> None:
+    """Record why the leaderboard or plots are incomplete: a warning, the study run's tag, ``notes``."""
+    log.warning("%s", text)
+    notes.append(text)
+    retry_locked(mlflow.set_tag, TAG_LEADERBOARD_NOTE, " | ".join(notes)[:5000])
 
+
+def _log_leaderboard(spec: StudySpec, run_ids: set[str] | None = None, notes: list[str] | None = None) -> pd.DataFrame | None:
+    """Rank this study run's recipe runs (``run_ids``; earlier study runs of the same name are left
+    out) and log the table and plots to the study run.
+
+    Plots that cannot be drawn never fail the study: why is said in ``notes`` and the study run's
+    tag ``netzip.leaderboard.note`` (e.g. "no recipe has a finite OCS: baseline top-1 is 0").
+    """
     from netzip_mlflow.analysis.leaderboard import baselines, leaderboard
-    from netzip_mlflow.analysis.plots import bubble_plot, ocs_bar_plot, radar_plot
     from netzip_mlflow.analysis.render import render
-    from netzip_mlflow.analysis.sweeps import plot_sweep, sweep_series
+
+    notes = notes if notes is not None else []
 
     board = leaderboard(spec.experiment_name, study=spec.study)
     if run_ids is not None and not board.empty:
@@ -424,6 +479,42 @@ def _log_leaderboard(spec: StudySpec, run_ids: set[str] | None = None) -> pd.Dat
     retry_locked(mlflow.log_text, render(board, "html"), "leaderboard/leaderboard.html")
     base = baselines(spec.experiment_name, study=spec.study)
     referenced = base[base["run_id"].isin(board["baseline_run_id"])] if not base.empty else base
+    missing = no_finite_ocs(board, referenced, evaluation_config(spec, []).ratios.performance)
+    if missing:
+        _note(notes, f"no plots: {missing}")
+        return board
+    try:
+        _log_plots(board, base, referenced)
+    except Exception as exc:  # noqa: BLE001 - the runs are logged; a plot must not fail the study
+        _note(notes, f"plots incomplete: {error_message(exc)}")
+    return board
+
+
+def no_finite_ocs(board: pd.DataFrame, base: pd.DataFrame, performance: str) -> str | None:
+    """``None`` if some recipe in ``board`` has a finite OCS, else what is missing, in words."""
+    import numpy as np
+
+    scores = pd.to_numeric(board[keys.OCS], errors="coerce") if keys.OCS in board else pd.Series(dtype=float)
+    if bool(np.isfinite(scores.to_numpy(dtype=float)).any()):
+        return None
+    reason = "no recipe has a finite OCS"
+    if not base.empty and performance in base.columns:
+        value = pd.to_numeric(base[performance], errors="coerce").iloc[0]
+        if not (np.isfinite(value) and value > 0):
+            return f"{reason}: the baseline's {performance} is {value:g}, so no performance ratio can be formed"
+    elif not base.empty:
+        return f"{reason}: the baseline has no {performance} metric"
+    absent = [k for k in keys.RATIO_KEYS.values() if k not in board or pd.to_numeric(board[k], errors="coerce").isna().all()]
+    return f"{reason}: no recipe has {', '.join(absent)}" if absent else reason
+
+
+def _log_plots(board: pd.DataFrame, base: pd.DataFrame, referenced: pd.DataFrame) -> None:
+    """The radar, OCS bar and bubble plots (and the sparsity sweep) as artifacts of the study run."""
+    import tempfile
+
+    from netzip_mlflow.analysis.plots import bubble_plot, ocs_bar_plot, radar_plot
+    from netzip_mlflow.analysis.sweeps import plot_sweep, sweep_series
+
     star = referenced.iloc[0] if not referenced.empty else None  # the baseline of the bubble plot
     figures = {
         "radar": radar_plot(board),
@@ -437,4 +528,3 @@ def _log_leaderboard(spec: StudySpec, run_ids: set[str] | None = None) -> pd.Dat
     if series:
         with tempfile.TemporaryDirectory() as tmp:
             retry_locked(mlflow.log_artifact, str(plot_sweep(series, f"{tmp}/impact_vs_sparsity.png")), "plots")
-    return board

@@ -120,6 +120,25 @@ METRICS: dict[str, MetricSpec] = {
     )
 }
 
+CLASSIFICATION_ONLY = frozenset({TOP1, TOP5, PRECISION_MACRO, RECALL_MACRO, F1_MACRO, PRECISION_MICRO, RECALL_MICRO, F1_MICRO, AGREEMENT, CIE_CLASSES, CIE_IMAGES})
+"""Metrics only a classification study logs."""
+DETECTION_ONLY = frozenset({MAP50, MAP50_95, PRECISION_IOU50, RECALL_IOU50})
+"""Metrics only a detection study logs."""
+NOT_RATIO_INPUTS = frozenset({RATIO_PERFORMANCE, RATIO_SPEEDUP, RATIO_COMPRESSION, RATIO_EFFICIENCY, OCS, AGREEMENT})
+"""Metrics that are derived from a baseline (or are ratios themselves): a ratio cannot be built on them."""
+
+
+def ratio_metric_problem(key: str, task: str) -> str | None:
+    """Why ``key`` cannot feed a ratio of a ``task`` study (``classification``/``detection``), or ``None``."""
+    if key in NOT_RATIO_INPUTS:
+        return f"{key} is computed against the baseline, so a ratio cannot be built on it"
+    if task == "classification" and key in DETECTION_ONLY:
+        return f"{key} is a detection metric; a classification study does not log it (use e.g. {TOP1})"
+    if task == "detection" and key in CLASSIFICATION_ONLY:
+        return f"{key} is a classification metric; a detection study does not log it (use e.g. {MAP50})"
+    return None
+
+
 RATIO_KEYS: dict[str, str] = {
     "performance": RATIO_PERFORMANCE,
     "speedup": RATIO_SPEEDUP,

@@ -7,6 +7,7 @@ Imported by the study tests in-process, and put on PYTHONPATH of CLI subprocesse
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import torch
@@ -28,6 +29,27 @@ class NaNOutput(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.inner(x) * float("nan")
+
+
+class ExitInForward(nn.Module):
+    """Wraps a model whose forward calls ``sys.exit(0)`` (user code that ends the process)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sys.exit(0)
+
+
+def _exit(model, params, data, example, hooks):
+    if params["where"] == "apply":
+        sys.exit(0)
+    return CompressionResult(ExitInForward(model), {})
+
+
+def _interrupt(model, params, data, example, hooks):
+    raise KeyboardInterrupt
 
 
 def _raise(model, params, data, example, hooks):
@@ -58,6 +80,8 @@ TECHNIQUES = (
     _spec("test_nan", _nan),
     _spec("test_oom", _oom, [ParamSpec("kind", str, "python", "which OOM", choices=("python", "torch"))]),
     _spec("test_sleep", _sleep),
+    _spec("test_exit", _exit, [ParamSpec("where", str, "forward", "where sys.exit(0) is called", choices=("forward", "apply"))]),
+    _spec("test_interrupt", _interrupt),
 )
 
 for _technique in TECHNIQUES:
