@@ -26,6 +26,7 @@ from mlflow.tracking import MlflowClient
 from netzip_mlflow.analysis.ratios import RATIO_NAMES, RatioConfig, ocs, ratio
 from netzip_mlflow.errors import ConfigError, TrackingError
 from netzip_mlflow.tracking import keys
+from netzip_mlflow.tracking.uri import mask_credentials
 
 PAGE_SIZE = 10_000
 """Runs per ``search_runs`` page (MLflow stores accept up to 50,000)."""
@@ -100,7 +101,7 @@ def _resolve_experiments(client: MlflowClient, experiment: str | Sequence[str]) 
         if found is None:
             existing = sorted(e.name for e in client.search_experiments(max_results=1000))
             raise TrackingError(
-                f"experiment {name!r} not found at tracking URI {client.tracking_uri!r}; "
+                f"experiment {name!r} not found at tracking URI {mask_credentials(client.tracking_uri)!r}; "
                 f"existing experiments: {', '.join(existing) or '(none)'}; pass one of these "
                 "names or point tracking_uri at the store that holds your runs"
             )

@@ -200,6 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    if not args.verbose:  # MLflow logs every failed SQL statement with its traceback; we report the cause once
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     if args.tracking_uri:
         import mlflow
 
@@ -253,11 +255,10 @@ def store_problem(exc: BaseException) -> str:
     causes = [e for e in _chain(exc) if str(e).strip()]
     root = causes[-1] if causes else exc
     text = str(root).strip().splitlines()[0][:300] if str(root).strip() else type(root).__name__
-    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-    line = first if root is exc or text in first else f"{first} (cause: {type(root).__name__}: {text})"
+    line = text if root is exc else f"{type(root).__name__}: {text}"
     db = sqlite_path(mlflow.get_tracking_uri())
     if db is not None and not db.exists():
-        line = f"the store file {db} no longer exists (deleted while this command ran?); {line}"
+        line = f"the store file {db} no longer exists (deleted while this command ran?): {line}"
     return line
 
 

@@ -94,7 +94,9 @@ def check_image(path: str | Path) -> str | None:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                img.load()
+                img.verify()  # the container: chunk checksums, a missing end (PNG)
+            with Image.open(path) as img:
+                img.load()  # the pixels: a truncated JPEG fails only here
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         return f"more than {Image.MAX_IMAGE_PIXELS:,} pixels (a decompression bomb?)"
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for broken files

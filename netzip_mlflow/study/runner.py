@@ -121,13 +121,18 @@ def error_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:500]
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return mask_credentials(text.splitlines()[0][:300]) if text else type(exc).__name__
+
+
 def _end_interrupted() -> None:
     """Tag the active run as interrupted by the user and end it KILLED; never raises."""
     try:
         retry_locked(mlflow.set_tag, keys.TAG_ERROR, INTERRUPTED)
         retry_locked(mlflow.end_run, status="KILLED")
     except Exception as log_exc:  # noqa: BLE001 - the interrupt matters more
-        log.warning("could not mark the interrupted run KILLED: %s", log_exc)
+        log.warning("could not mark the interrupted run KILLED: %s", _first_line(log_exc))
 
 
 def _record_failure(exc: BaseException) -> str:
@@ -137,7 +142,7 @@ def _record_failure(exc: BaseException) -> str:
         retry_locked(mlflow.set_tag, keys.TAG_ERROR, message)
         retry_locked(mlflow.log_text, traceback.format_exc(), TRACEBACK_ARTIFACT)
     except Exception as log_exc:  # noqa: BLE001 - the original error matters more
-        log.warning("could not record the error in MLflow: %s", log_exc)
+        log.warning("could not record the error in MLflow: %s", _first_line(log_exc))
     return message
 
 

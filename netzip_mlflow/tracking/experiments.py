@@ -11,6 +11,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from netzip_mlflow.errors import TrackingError
+from netzip_mlflow.tracking.uri import mask_credentials
 
 _TRANSIENT = ("database is locked", "unique constraint", "already exists", "integrityerror", "deadlock")
 
@@ -91,6 +92,6 @@ def ensure_experiment(name: str, client: MlflowClient | None = None, attempts: i
 
     where = client.tracking_uri if client is not None else mlflow.get_tracking_uri()
     raise TrackingError(
-        f"cannot get or create experiment {name!r} at {where} ({first_line}); "
+        f"cannot get or create experiment {name!r} at {mask_credentials(where)} ({first_line}); "
         "check --tracking-uri / MLFLOW_TRACKING_URI and that the tracking server or database is reachable"
     )

@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 from netzip_mlflow.errors import TrackingError
 from netzip_mlflow.evaluation.accuracy import Predictions
 from netzip_mlflow.evaluation.evaluator import BaselineFacts
+from netzip_mlflow.tracking.uri import mask_credentials
 
 PREDICTIONS_ARTIFACT = "predictions/predictions.npz"
 
@@ -35,7 +36,7 @@ def load_baseline(run_id: str, client: MlflowClient | None = None) -> BaselineFa
         run = client.get_run(run_id)
     except MlflowException as exc:
         raise TrackingError(
-            f"baseline run {run_id!r} was not found in {client.tracking_uri}; "
+            f"baseline run {run_id!r} was not found in {mask_credentials(client.tracking_uri)}; "
             "check the run id and MLFLOW_TRACKING_URI"
         ) from exc
     return BaselineFacts(

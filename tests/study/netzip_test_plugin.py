@@ -18,6 +18,7 @@ from netzip_mlflow.compression.result import CompressionResult
 from netzip_mlflow.compression.spec import ParamSpec, TechniqueSpec
 
 SLEEP_ENV = "NETZIP_TEST_SLEEP_S"
+WAIT_ENV = "NETZIP_TEST_WAIT_FILE"  # test_sleep first waits until this file exists (at most 600 s)
 
 
 class NaNOutput(nn.Module):
@@ -67,6 +68,10 @@ def _oom(model, params, data, example, hooks):
 
 
 def _sleep(model, params, data, example, hooks):
+    release = os.environ.get(WAIT_ENV)
+    deadline = time.time() + 600
+    while release and not os.path.exists(release) and time.time() < deadline:
+        time.sleep(0.1)
     time.sleep(float(os.environ.get(SLEEP_ENV, "0")))
     return CompressionResult(model, {"slept_s": float(os.environ.get(SLEEP_ENV, "0"))})
 

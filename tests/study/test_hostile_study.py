@@ -66,21 +66,24 @@ def test_second_run_of_a_held_study_says_who_holds_it(study_file, store, capsys)
 
 
 @pytest.mark.slow
-def test_same_study_started_twice_at_once(study_file, cli_popen, store):
+def test_same_study_started_twice_at_once(study_file, cli_popen, store, tmp_path):
     path = study_file("twice", model=NO_TRAIN, recipes=[{"name": "slow", "technique": "test_sleep"}])
-    first = cli_popen("--tracking-uri", store, "run", str(path), "--no-progress", NETZIP_TEST_SLEEP_S="8")
+    go = tmp_path / "go"  # the first run's recipe waits for this file: it holds the lease till then
+    first = cli_popen("--tracking-uri", store, "run", str(path), "--no-progress", NETZIP_TEST_WAIT_FILE=str(go))
     try:
         lock = lock_file(store, EXPERIMENT, "twice")
-        deadline = time.time() + 120
+        deadline = time.time() + 300
         while not (lock.exists() and lock.read_text()) and time.time() < deadline:
             time.sleep(0.2)
         second = cli_popen("--tracking-uri", store, "run", str(path), "--no-progress")
-        _, err = second.communicate(timeout=120)
+        _, err = second.communicate(timeout=600)
         assert second.returncode == 2, err
         assert f"already being run by pid {first.pid}" in err and "Traceback" not in err
-        out, err = first.communicate(timeout=300)
+        go.touch()
+        _, err = first.communicate(timeout=600)
         assert first.returncode == 0, err[-3000:]
     finally:
+        go.touch()
         first.kill()
     runs = _runs(store)
     assert sorted(runs) == ["baseline", "slow", "twice"]  # one study run, one baseline, one recipe run
@@ -145,15 +148,16 @@ def test_keyboard_interrupt_marks_the_run_killed(plugin, study_file, store, caps
 
 
 @pytest.mark.slow
-def test_ctrl_c_on_the_cli_prints_one_line(study_file, cli_popen, store):
+def test_ctrl_c_on_the_cli_prints_one_line(study_file, cli_popen, store, tmp_path):
     path = study_file("sigint", model=NO_TRAIN, recipes=[{"name": "slow", "technique": "test_sleep"}])
-    proc = cli_popen("--tracking-uri", store, "run", str(path), "--no-progress", NETZIP_TEST_SLEEP_S="60")
+    proc = cli_popen("--tracking-uri", store, "run", str(path), "--no-progress", NETZIP_TEST_WAIT_FILE=str(tmp_path / "never"))
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + 300
         while "slow" not in _runs_or_empty(store) and time.time() < deadline:
             time.sleep(0.3)
+        time.sleep(1)
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=300)
     finally:
         proc.kill()
     assert proc.returncode == 130 and "Traceback" not in err, err
@@ -218,3 +222,43 @@ def test_credentials_in_the_tracking_uri_are_masked(study_file, capsys, monkeypa
     assert code == 2
     assert "s3cret" not in captured.err + captured.out
     assert "http://alice:***@127.0.0.1:9" in captured.err
+
+
+@pytest.mark.slow
+def test_store_deleted_while_the_study_runs(study_file, cli_popen, tmp_path):
+    db = tmp_path / "gone.db"
+    uri = f"sqlite:///{db}"
+    path = study_file("gone", model=NO_TRAIN, recipes=[{"name": "slow", "technique": "test_sleep"}, {"name": "q", "technique": "ptq"}])
+    go = tmp_path / "go"
+    proc = cli_popen("--tracking-uri", uri, "run", str(path), "--no-progress", NETZIP_TEST_WAIT_FILE=str(go))
+    try:
+        deadline = time.time() + 300
+        while "slow" not in _runs_or_empty(uri) and time.time() < deadline:
+            time.sleep(0.3)
+        db.unlink()
+        go.touch()
+        _, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    lines = _lines(err)
+    assert proc.returncode == 2 and len(lines) < 12, err
+    assert lines[-1].startswith(f"error: MLflow tracking failed: the store file {db} no longer exists")
+    assert "attempt to write a readonly database" in lines[-1]
+
+
+@pytest.mark.slow
+def test_skip_corrupt_runs_without_the_broken_files_and_counts_them(study_file, store, tmp_path, capsys):
+    from PIL import Image
+
+    for c, label in enumerate(("a", "b")):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        for i in range(6):
+            Image.new("L", (8, 8), 100 * c + 10 * i).save(tmp_path / "images" / label / f"{i}.png")
+    (tmp_path / "images" / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    data = {"path": str(tmp_path / "images"), "channels": 1, "image_size": 8, "batch_size": 4, "skip_corrupt": True}
+    path = study_file("skipping", model=NO_TRAIN, data=data)
+    assert main(["--tracking-uri", store, "run", str(path), "--no-progress"]) == 0, capsys.readouterr().err
+    study_run = _runs(store)["skipping"]
+    assert study_run.info.status == "FINISHED"
+    assert study_run.data.params["data.skipped_files"] == "1"
+    assert int(study_run.data.params["data.train_samples"]) + int(study_run.data.params["data.test_samples"]) == 12
