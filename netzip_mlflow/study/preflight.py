@@ -45,10 +45,18 @@ def check_power_log(spec: StudySpec) -> None:
             "start the power meter's logger first (a `timestamp,watts` CSV), or remove power_log",
         )
     try:
-        with path.open("rb"):
-            pass
+        with path.open("rb") as handle:
+            head = handle.read(65536)
     except OSError as exc:
         raise ConfigError("evaluation.power_log", f"{path} cannot be read ({exc.strerror or exc})") from None
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.end < len(head) - 3:  # not just a character cut at the end of the sample
+            raise ConfigError(
+                "evaluation.power_log", f"{path} is not UTF-8 text (byte {exc.start} is {head[exc.start]:#04x})",
+                "give the meter's `timestamp,watts` CSV",
+            ) from None
 
 
 def preflight(spec: StudySpec) -> None:

@@ -202,6 +202,14 @@ def test_cuda_without_a_gpu(tmp_path, run):
     assert code == 2 and "evaluation.device" in line and "no CUDA GPU" in line and "device: cpu" in line
 
 
+def test_power_log_that_is_not_text(tmp_path, run):
+    log = tmp_path / "power.csv"
+    log.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    code, err = run(_study(tmp_path, evaluation={"isolate": False, "idle_s": 0.0, "power_log": str(log)}))
+    line = _one_error_line(err)
+    assert code == 2 and "evaluation.power_log" in line and "is not UTF-8 text (byte 0 is 0x89)" in line
+
+
 def test_non_utf8_study_file(tmp_path, run):
     path = _study(tmp_path)
     path.write_bytes(path.read_bytes().replace(b"study: bad", b"study: b\xe4d"))
