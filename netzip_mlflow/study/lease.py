@@ -211,7 +211,7 @@ def lock_file(tracking_uri: str, experiment: str, study: str) -> Path | None:
     db = sqlite_path(tracking_uri)
     if db is not None:
         return db.with_name(f"{db.name}.netzip-study-{_key(experiment, study)}.lock")
-    if tracking_uri.startswith("file:") or "://" not in tracking_uri:
+    if tracking_uri.startswith("file:") or ("://" not in tracking_uri and not tracking_uri.startswith("databricks")):
         folder = Path(tracking_uri.removeprefix("file://").removeprefix("file:"))
         return folder / f".netzip-study-{_key(experiment, study)}.lock"
     return None

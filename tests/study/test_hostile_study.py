@@ -262,3 +262,12 @@ def test_skip_corrupt_runs_without_the_broken_files_and_counts_them(study_file, 
     assert study_run.info.status == "FINISHED"
     assert study_run.data.params["data.skipped_files"] == "1"
     assert int(study_run.data.params["data.train_samples"]) + int(study_run.data.params["data.test_samples"]) == 12
+
+
+def test_which_stores_get_a_lock_file(tmp_path):
+    db = lock_file(f"sqlite:///{tmp_path}/m.db", "e", "s")
+    assert db.parent == tmp_path and db.name.startswith("m.db.netzip-study-") and db.suffix == ".lock"
+    assert lock_file(f"sqlite:///{tmp_path}/m.db", "e", "t") != db  # one lease per study
+    assert lock_file(f"file://{tmp_path}/mlruns", "e", "s").parent == tmp_path / "mlruns"
+    for server in ("http://host:5000", "https://u:p@host", "postgresql://u:p@db/mlflow", "databricks"):
+        assert lock_file(server, "e", "s") is None  # a tag lease with a heartbeat instead
