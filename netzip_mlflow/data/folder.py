@@ -122,11 +122,16 @@ def index_folder(path: str | Path, skip_corrupt: bool = False, progress: bool = 
     with os.scandir(root) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
             if entry.is_dir(follow_symlinks=True):
-                files = walk.files(Path(entry.path), frozenset({real_root}))
-                if files:
-                    per_class[entry.name] = files
-    if not per_class:
+                per_class[entry.name] = walk.files(Path(entry.path), frozenset({real_root}))
+    if not any(per_class.values()):
         raise DataError(f"data.path: {root} holds no images in class folders; {LAYOUT}")
+    empty = [name for name, files in per_class.items() if not files]
+    if empty:  # a class the model would have an output for but never sees
+        raise DataError(
+            f"data.path: class folder {root / empty[0]} holds no images"
+            f"{f' (nor do {len(empty) - 1} other class folders)' if len(empty) > 1 else ''}; "
+            f"add images or remove the folder; {LAYOUT}"
+        )
     if len(per_class) < 2:
         (only,) = per_class
         raise DataError(

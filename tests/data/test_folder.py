@@ -78,3 +78,10 @@ def test_train_and_val_subtrees_are_both_checked(tmp_path):
     (root / "val" / "dog" / "bad.png").write_bytes(b"\x89PNG\r\n")
     with pytest.raises(DataError, match="bad.png cannot be read"):
         load_image_folder(root, image_size=8, channels=1, progress=False)
+
+
+def test_an_empty_class_folder_is_named(tmp_path):
+    root = _tree(tmp_path / "images")
+    (root / "emu").mkdir()
+    with pytest.raises(DataError, match=r"class folder .*emu holds no images; add images or remove the folder"):
+        index_folder(root, progress=False)
