@@ -10,10 +10,10 @@ venv: $(STAMP)
 
 # Pinned: constraints.txt fixes every version (torch 2.14.1 / torchvision 0.29.1 come from the
 # machine's local wheel store; mlflow 3.17.x).
-$(STAMP): setup.cfg pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip==25.3"
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,nni,ray,server]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,energy,detection,demo,nni,ray,server]"
 	touch $(STAMP)
 
 demo: $(STAMP)

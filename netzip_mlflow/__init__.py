@@ -1,6 +1,6 @@
 """netzip-mlflow: compare neural-network compression techniques with the NetZIP metrics in MLflow.
 
-The public API (DESIGN.md section 3)::
+The public API (docs/architecture.md, "Layers")::
 
     import netzip_mlflow as nz
     report = nz.evaluate(model, data, config=nz.EvaluationConfig(), baseline=None)
@@ -12,18 +12,18 @@ The public API (DESIGN.md section 3)::
     study = nz.run_study("recipes/quickstart.yaml")
 
 Names are imported lazily so that MLflow's plugin discovery (which imports this package to read the
-run-context provider) does not pay for torch.
+run-context provider) does not pay for torch. ``python -m netzip_mlflow`` runs the ``netzip`` CLI.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 from typing import Any
 
 _API = {
-    "evaluate": "netzip_mlflow.evaluation.evaluator",
-    "EvaluationReport": "netzip_mlflow.evaluation.evaluator",
+    "evaluate": "netzip_mlflow.api",
+    "EvaluationReport": "netzip_mlflow.evaluation.report",
+    "BaselineFacts": "netzip_mlflow.evaluation.report",
     "EvaluationConfig": "netzip_mlflow.evaluation.settings",
     "LatencySettings": "netzip_mlflow.evaluation.latency",
     "compress": "netzip_mlflow.compression.registry",
@@ -48,11 +48,10 @@ _API = {
 _ERRORS = ("NetzipError", "ConfigError", "DataError", "ModelError", "CompressionError", "MeasurementError", "TrackingError")
 
 __all__ = sorted([*_API, *_ERRORS])
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one version source (pyproject.toml reads it)
 
-# No network at run time: MLflow 3 sends usage telemetry unless told not to. Users can opt back in
-# by setting MLFLOW_DISABLE_TELEMETRY=false before importing netzip_mlflow.
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# Importing the package changes nothing in the process (no environment variable, no MLflow setting):
+# MLflow imports it through its plugin entry points whenever mlflow itself is imported.
 
 
 def __getattr__(name: str) -> Any:

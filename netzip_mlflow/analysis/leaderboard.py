@@ -19,13 +19,14 @@ from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
-from mlflow.entities import Run, ViewType
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from netzip_mlflow.analysis.ratios import RATIO_NAMES, RatioConfig, ocs, ratio
 from netzip_mlflow.errors import ConfigError, TrackingError
 from netzip_mlflow.tracking import keys
+from netzip_mlflow.tracking.search import search_all_runs
 from netzip_mlflow.tracking.uri import mask_credentials
 
 PAGE_SIZE = 10_000
@@ -130,22 +131,13 @@ def _search(
 ) -> list[Run]:
     """Every active run matching all ``filters``, fetched page by page."""
     filter_string = " and ".join(filters)
-    runs: list[Run] = []
-    token: str | None = None
-    while True:
-        try:
-            page = client.search_runs(
-                experiment_ids, filter_string, ViewType.ACTIVE_ONLY, PAGE_SIZE, page_token=token
-            )
-        except MlflowException as exc:
-            raise TrackingError(
-                f"search_runs failed for filter {filter_string!r}: {exc.message} "
-                "(check that the tracking server is reachable)"
-            ) from exc
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+    try:
+        return search_all_runs(client, experiment_ids, filter_string, page_size=PAGE_SIZE)
+    except MlflowException as exc:
+        raise TrackingError(
+            f"search_runs failed for filter {filter_string!r}: {exc.message} "
+            "(check that the tracking server is reachable)"
+        ) from exc
 
 
 def _hardware_filters(hardware: str | None) -> list[list[str]]:

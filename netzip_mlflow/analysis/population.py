@@ -26,6 +26,7 @@ from netzip_mlflow.errors import DataError, TrackingError
 from netzip_mlflow.evaluation.accuracy import Predictions
 from netzip_mlflow.tracking import keys
 from netzip_mlflow.tracking.runs import load_predictions
+from netzip_mlflow.tracking.search import search_all_runs
 from netzip_mlflow.tracking.uri import mask_credentials
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ class PopulationImpact:
 def _search(client: MlflowClient, experiment_ids: list[str], study: str, role: str) -> list[Run]:
     study_q = study.replace("'", "\\'")
     query = f"tags.`{keys.TAG_STUDY}` = '{study_q}' AND tags.`{keys.TAG_ROLE}` = '{role}' AND attributes.status = 'FINISHED'"
-    return list(client.search_runs(experiment_ids, query, max_results=50_000))
+    return search_all_runs(client, experiment_ids, query)
 
 
 def _experiment_ids(client: MlflowClient, experiment: str) -> list[str]:

@@ -2,7 +2,7 @@
 
 A ratio compares one metric of a compressed model with the same metric of its baseline so that a value
 above 1 is always an improvement: ``compressed / original`` for a higher-is-better metric,
-``original / compressed`` for a lower-is-better one (DESIGN.md section 5).
+``original / compressed`` for a lower-is-better one (docs/architecture.md, "Metric contract").
 """
 
 from __future__ import annotations

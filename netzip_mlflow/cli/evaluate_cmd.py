@@ -14,6 +14,9 @@ from netzip_mlflow.data.builtin import BUILTIN, SplitDataset, load_builtin
 from netzip_mlflow.data.folder import load_image_folder
 from netzip_mlflow.errors import ModelError
 from netzip_mlflow.tracking import keys
+from netzip_mlflow.cli.output import write_json
+from netzip_mlflow.tracking.context import start_run
+from netzip_mlflow.tracking.uri import mask_credentials
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-isolate", action="store_true", help="measure in this process, not a fresh one")
+    p.add_argument("--format", default="table", choices=["table", "json"],
+                   help="json: one JSON object (run id, metrics with units, tags, params) on stdout")
 
 
 def _data(args: argparse.Namespace) -> SplitDataset:
@@ -56,7 +61,7 @@ def _model(args: argparse.Namespace, split: SplitDataset) -> nn.Module:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Evaluate, log, and print the headline metrics."""
-    from netzip_mlflow.evaluation.evaluator import evaluate
+    from netzip_mlflow.api import evaluate
     from netzip_mlflow.evaluation.settings import EvaluationConfig
     from netzip_mlflow.tracking.experiments import ensure_experiment
 
@@ -67,9 +72,20 @@ def run(args: argparse.Namespace, console: Console) -> int:
         class_names=tuple(split.classes),
     )
     mlflow.set_experiment(experiment_id=ensure_experiment(args.experiment))
-    with mlflow.start_run(run_name=args.run_name) as run:
-        mlflow.set_tag("netzip.model_source", args.model)
+    with start_run(run_name=args.run_name) as run:
+        mlflow.set_tag(keys.TAG_MODEL_SOURCE, args.model)
         report = evaluate(model, split.test, config=config, baseline=args.baseline_run)
+    if getattr(args, "format", "table") == "json":
+        write_json({
+            "run_id": run.info.run_id,
+            "experiment": args.experiment,
+            "tracking_uri": mask_credentials(mlflow.get_tracking_uri()),
+            "metrics": dict(sorted(report.metrics.items())),
+            "units": {k: keys.METRICS[k].unit for k in sorted(report.metrics) if k in keys.METRICS},
+            "tags": dict(sorted(report.tags.items())),
+            "params": {k: str(v) for k, v in sorted(report.params.items())},
+        })
+        return 0
     table = Table(title=f"run {run.info.run_id} in experiment {args.experiment}")
     table.add_column("metric")
     table.add_column("value", justify="right")

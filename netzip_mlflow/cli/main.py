@@ -1,14 +1,18 @@
 """The ``netzip`` command: a thin layer over the public API.
 
 Subcommands: ``run`` (a study), ``leaderboard``, ``evaluate`` (one model file), ``plot`` (the paper's
-plots as files) and ``techniques`` (the recipe catalogue). Errors print one line and exit 2; a study in
-which some recipe failed exits 1 after running the others.
+plots as files) and ``techniques`` (the recipe catalogue). ``run``, ``evaluate``, ``techniques`` and
+``leaderboard`` take ``--format json`` for machine-readable output on stdout. Exit codes
+(:mod:`netzip_mlflow.cli.output`): 0 success; 1 a study ran but some recipe failed (the others ran);
+2 a usage or input error (bad flag, bad YAML field, unreadable data or model, unreachable store),
+printed as one line.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -17,7 +21,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from netzip_mlflow import __version__
 from netzip_mlflow.cli import class_impact_cmd, evaluate_cmd
+from netzip_mlflow.cli.output import EXIT_INTERRUPTED, EXIT_OK, EXIT_RECIPES_FAILED, EXIT_USAGE, write_json
 from netzip_mlflow.errors import NetzipError
 from netzip_mlflow.tracking.uri import mask_credentials
 
@@ -60,6 +66,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="netzip", description="Compare neural-network compression with the NetZIP metrics in MLflow.")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--version", action="version", version=f"netzip-mlflow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a study YAML: baseline, recipes, leaderboard")
@@ -76,6 +83,8 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="where recipes run: one after another here (local, the default) or as Ray tasks "
                           "(needs an http:// tracking server; see docs/deployment.md)")
     run.add_argument("--address", help="Ray cluster address for --executor ray (e.g. auto, HOST:6379, ray://HOST:10001)")
+    run.add_argument("--format", default="table", choices=["table", "json"],
+                     help="json: the study's runs, outcomes and leaderboard as one JSON object on stdout")
 
     board = sub.add_parser("leaderboard", help="rank compressed runs by OCS (from MLflow queries only)")
     board.add_argument("--experiment", required=True, action="append", help="experiment name (repeatable)")
@@ -95,7 +104,8 @@ def _build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--top-k", type=int, default=5)
     _ratio_args(plot)
 
-    sub.add_parser("techniques", help="list compression techniques and their parameters")
+    techniques = sub.add_parser("techniques", help="list compression techniques and their parameters")
+    techniques.add_argument("--format", default="table", choices=["table", "json"])
     evaluate_cmd.add_parser(sub)
     class_impact_cmd.add_parser(sub)
     return parser
@@ -114,6 +124,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = run_study(
         args.study, overrides, progress=not args.no_progress, fresh=args.fresh, trust_model_file=args.trust_model_file
     )
+    import mlflow
+
+    if args.format == "json":
+        board = result.leaderboard
+        write_json({
+            "study": result.study,
+            "experiment": result.experiment,
+            "tracking_uri": mask_credentials(mlflow.get_tracking_uri()),
+            "study_run_id": result.study_run_id,
+            "baseline_run_id": result.baseline_run_id,
+            "resumed": result.resumed,
+            "baseline_reused": result.baseline_reused,
+            "killed": list(result.killed),
+            "outcomes": [
+                {"recipe": o.recipe, "technique": o.technique, "run_id": o.run_id, "status": o.status,
+                 "error": o.error, "ocs": o.ocs, "reused": o.reused}
+                for o in result.outcomes
+            ],
+            "leaderboard": [] if board is None else board.to_dict(orient="records"),
+            "notes": list(result.notes),
+        })
+        return EXIT_RECIPES_FAILED if result.failed else EXIT_OK
     if result.resumed:
         reused = sum(o.reused for o in result.outcomes)
         console.print(
@@ -124,8 +156,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     if result.leaderboard is not None and not result.leaderboard.empty:
         print_table(result.leaderboard, console=console, title=f"OCS leaderboard — study {result.study}")
-    import mlflow
-
     for note in result.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     uri = escape(mask_credentials(mlflow.get_tracking_uri()))
@@ -135,8 +165,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for outcome in result.failed:
             err_console.print(f"[red]FAILED[/] {outcome.recipe} ({outcome.technique}): {escape(outcome.error or '')}", highlight=False, soft_wrap=True)
         err_console.print(f"{len(result.failed)} of {len(result.outcomes)} recipes failed; see their runs' netzip.error tags")
-        return 1
-    return 0
+        return EXIT_RECIPES_FAILED
+    return EXIT_OK
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -174,6 +204,19 @@ def _cmd_techniques(args: argparse.Namespace) -> int:
 
     from netzip_mlflow.compression.registry import list_techniques
 
+    if args.format == "json":
+        write_json([
+            {
+                "name": spec.name,
+                "description": spec.description,
+                "params": [
+                    {"name": p.name, "type": p.type.__name__, "default": p.default, "allowed": p.allowed(), "help": p.help}
+                    for p in spec.params
+                ],
+            }
+            for spec in list_techniques()
+        ])
+        return EXIT_OK
     table = Table(title="Compression techniques", show_lines=True)
     for col in ("technique", "description", "parameters (default)"):
         table.add_column(col)
@@ -195,7 +238,13 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``netzip`` console script; returns the exit code."""
+    """Entry point of the ``netzip`` console script; returns the exit code.
+
+    Argument errors exit with :data:`~netzip_mlflow.cli.output.EXIT_USAGE` (argparse's own 2).
+    """
+    # No network at run time: MLflow 3 sends usage telemetry unless told not to. Only the CLI's own
+    # process is changed (never on import); MLFLOW_DISABLE_TELEMETRY=false set by the user wins.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     args = _build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -212,19 +261,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except NetzipError as exc:
         _error_line(str(exc))
-        return 2
+        return EXIT_USAGE
     except MlflowException as exc:  # the store failed outside the places that wrap its errors
         _error_line(f"MLflow tracking failed: {store_problem(exc)} (check --tracking-uri / MLFLOW_TRACKING_URI)")
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         what = "; the interrupted run is marked KILLED: run the same command again to resume it (finished runs are reused)" if args.command == "run" else ""
         _error_line(f"interrupted by user{what}")
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:  # a store that fails below MLflow's wrappers (sqlalchemy, sqlite3)
         if not _is_store_error(exc):
             raise
         _error_line(f"MLflow tracking failed: {store_problem(exc)} (check --tracking-uri / MLFLOW_TRACKING_URI)")
-        return 2
+        return EXIT_USAGE
 
 
 def _error_line(text: str) -> None:

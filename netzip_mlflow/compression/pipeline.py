@@ -31,12 +31,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from netzip_mlflow.compression.registry import PIPELINE, apply_technique, compress, get_technique
 from netzip_mlflow.compression.result import CompressionResult, InfoValue
 from netzip_mlflow.compression.spec import ParamValue, TechniqueSpec, TrainingHooks
 from netzip_mlflow.errors import ConfigError, short_repr
 
-#: The technique name under which pipelines are registered (and tagged in MLflow).
-PIPELINE = "pipeline"
 _STEP_KEYS = ("technique", "params")
 
 
@@ -50,8 +49,6 @@ def validate_steps(steps: Any) -> list[dict[str, Any]]:
         ConfigError: the field names the step, e.g. ``steps[1].params.amount``,
             ``steps[0].technique``, or ``steps`` itself when it is not a non-empty list.
     """
-    from netzip_mlflow.compression.registry import get_technique
-
     if isinstance(steps, str | bytes) or not isinstance(steps, Sequence) or not steps:
         raise ConfigError(
             "steps",
@@ -121,7 +118,6 @@ def _apply_pipeline(
     hooks: TrainingHooks,
 ) -> CompressionResult:
     """Apply the validated ``params["steps"]`` in order to ``model`` (already a private copy)."""
-    from netzip_mlflow.compression.registry import apply_technique, get_technique
 
     steps: list[dict[str, Any]] = params["steps"]
     counter = _EpochCounter(hooks.on_epoch_end)
@@ -196,7 +192,6 @@ def compress_pipeline(
             lacks the data it needs.
         CompressionError: a step cannot be applied to the model it received.
     """
-    from netzip_mlflow.compression.registry import compress
 
     return compress(
         model, PIPELINE, {"steps": list(steps)}, data, example_inputs,

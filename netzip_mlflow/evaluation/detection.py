@@ -13,7 +13,7 @@ backend ``pycocotools``; 101-point interpolated AP, at most 100 detections per i
 * a per-class table: AP@0.5 and AP@0.5:0.95 per class (from the same COCO evaluation), with the
   number of ground-truth boxes and of kept detections.
 
-:func:`evaluate_detection` is what ``nz.evaluate(model, data, task="detection")`` runs: the model is
+:class:`DetectionTask` is the accuracy pass of ``nz.evaluate(model, data, task="detection")``: the model is
 timed on a real batch of images and its eval-mode forward includes its own postprocessing (box decoding,
 NMS), so latency, energy and CPU are per image *including* postprocessing; MACs and CHATS are counted
 over that same whole forward pass.
@@ -30,21 +30,22 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torchmetrics.detection import MeanAveragePrecision
 from torchvision.ops import box_iou
 from tqdm.auto import tqdm
 
+from netzip_mlflow.data.batches import as_batches
 from netzip_mlflow.data.detection import Target, detection_collate
-from netzip_mlflow.errors import DataError, ModelError
+from netzip_mlflow.errors import ConfigError, DataError, ModelError
 from netzip_mlflow.evaluation.accuracy import model_input
-from netzip_mlflow.evaluation.ops import count_ops
 from netzip_mlflow.evaluation.settings import EvaluationConfig
+from netzip_mlflow.evaluation.tasks import AccuracyPass
 from netzip_mlflow.tracking import keys
 
 log = logging.getLogger(__name__)
 
-#: COCO backend of torchmetrics' MeanAveragePrecision (pinned in setup.cfg).
+#: COCO backend of torchmetrics' MeanAveragePrecision (the ``[detection]`` extra; locked in constraints.txt).
 MAP_BACKEND = "pycocotools"
 #: IoU at which precision and recall are reported.
 IOU_MATCH = 0.5
@@ -145,7 +146,13 @@ def detection_metrics(
     preds = [{k: v.detach().cpu().float() if k != "labels" else v.detach().cpu().long() for k, v in p.items()
               if k in ("boxes", "scores", "labels")} for p in predictions]
     gts = [{"boxes": t["boxes"].detach().cpu().float(), "labels": t["labels"].detach().cpu().long()} for t in targets]
-    metric = MeanAveragePrecision(iou_type="bbox", class_metrics=True, extended_summary=True, backend=MAP_BACKEND)
+    try:
+        metric = MeanAveragePrecision(iou_type="bbox", class_metrics=True, extended_summary=True, backend=MAP_BACKEND)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            "task", f"detection metrics need {MAP_BACKEND}, which is not installed ({exc})",
+            "pip install 'netzip-mlflow[detection]'",
+        ) from None
     metric.update(preds, gts)
     result = metric.compute()
     tp, kept, n_gt = match_at_iou(preds, gts, IOU_MATCH, score_threshold)
@@ -178,13 +185,7 @@ def detection_metrics(
 
 def detection_batches(data: Iterable | Dataset, batch_size: int) -> Iterable:
     """``(images, [target, ...])`` batches: a map-style ``Dataset`` gets a loader with the detection collate."""
-    if isinstance(data, DataLoader):
-        return data
-    if isinstance(data, Dataset) and hasattr(data, "__len__"):
-        return DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=detection_collate)
-    if isinstance(data, Iterable):
-        return data
-    raise DataError(f"detection data of type {type(data).__name__} is neither a Dataset nor an iterable of batches")
+    return as_batches(data, batch_size, collate_fn=detection_collate)
 
 
 def _images(batch: object, index: int) -> tuple[torch.Tensor, list[Target]]:
@@ -233,65 +234,38 @@ def predict_detections(
     return preds, targets, first
 
 
-def evaluate_detection(
-    model: nn.Module,
-    data: Iterable | Dataset,
-    config: EvaluationConfig,
-    baseline: object | None = None,
-    log_to_mlflow: bool = True,
-):
-    """The ``task="detection"`` branch of :func:`netzip_mlflow.evaluate` (same arguments and report).
+class DetectionTask:
+    """Accuracy pass of a detector (``task="detection"``).
 
     The report has no classification ``predictions`` (no agreement or class-level impact for
     detection); its ``tables`` hold the per-class AP table. The performance ratio uses mAP@0.5 unless
     the configuration names another metric than the classification default ``accuracy/top1``.
     """
-    from netzip_mlflow.evaluation.evaluator import EvaluationReport, _sample, compare
-    from netzip_mlflow.evaluation.runtime import RuntimeSettings, measure_runtime, measure_runtime_isolated
-    from netzip_mlflow.evaluation.size import model_size
-    from netzip_mlflow.tracking.hardware import hardware_tags
 
-    if config.ratios.performance == keys.TOP1:
-        config = dataclasses.replace(config, ratios=dataclasses.replace(config.ratios, performance=keys.MAP50))
-    batches = detection_batches(data, config.eval_batch_size)
-    model = model.to(config.device).eval()
-    names = list(config.class_names) if config.class_names else None
-    preds, targets, first = predict_detections(model, batches, config.device, config.progress)
-    measured = detection_metrics(preds, targets, names)
-    sample = _sample(first, config.batch_size, model, config.device)
+    name = "detection"
 
-    metrics = dict(measured.metrics)
-    ops = count_ops(model, sample[:1])
-    metrics.update(ops.as_metrics())
-    metrics.update(model_size(model).as_metrics())
-    settings = RuntimeSettings(config.latency, config.threads, config.device, config.idle_s, config.power_log)
-    measure = measure_runtime_isolated if config.isolate else measure_runtime
-    runtime = measure(model, sample, settings)
-    metrics.update(runtime.metrics)
+    def configure(self, config: EvaluationConfig) -> EvaluationConfig:
+        """mAP@0.5 feeds the performance ratio unless another metric was chosen."""
+        if config.ratios.performance == keys.TOP1:
+            return dataclasses.replace(config, ratios=dataclasses.replace(config.ratios, performance=keys.MAP50))
+        return config
 
-    tags = {**hardware_tags(), **runtime.tags, keys.TAG_TASK: "detection"}
-    params = {
-        "eval.batch_size": config.batch_size,
-        "eval.threads": config.threads,
-        "eval.device": config.device,
-        "eval.isolated": config.isolate,
-        "eval.samples": len(targets),
-        "eval.latency_target_ci_rel": config.latency.target_ci_rel,
-        "eval.latency_budget_s": config.latency.budget_s,
-        "eval.input_shape": "x".join(str(d) for d in sample.shape[1:]),
-        "eval.map_backend": MAP_BACKEND,
-        "eval.pr_score_threshold": SCORE_THRESHOLD,
-        "eval.latency_includes_postprocessing": True,
-    }
-    class_names = names or [str(label) for label in sorted({int(l) for t in targets for l in t["labels"]})]
-    report = EvaluationReport(metrics, tags, params, None, ops, class_names=class_names,
-                              tables={PER_CLASS_TABLE: measured.per_class})
-    report.tags[keys.TAG_ROLE] = keys.ROLE_BASELINE if baseline is None else keys.ROLE_COMPRESSED
-    if baseline is not None:
-        compare(report, baseline, config)
-    if log_to_mlflow:
-        from netzip_mlflow.tracking.logging import log_report
-
-        log_report(report)
-    return report
-
+    def accuracy_pass(self, model: nn.Module, data: Iterable | Dataset, config: EvaluationConfig) -> AccuracyPass:
+        """mAP, precision/recall at IoU 0.5 and the per-class AP table over ``data``."""
+        batches = detection_batches(data, config.eval_batch_size)
+        names = list(config.class_names) if config.class_names else None
+        preds, targets, first = predict_detections(model, batches, config.device, config.progress)
+        measured = detection_metrics(preds, targets, names)
+        class_names = names or [str(label) for label in sorted({int(v) for t in targets for v in t["labels"]})]
+        return AccuracyPass(
+            metrics=dict(measured.metrics),
+            first_inputs=first,
+            samples=len(targets),
+            class_names=class_names,
+            params={
+                "eval.map_backend": MAP_BACKEND,
+                "eval.pr_score_threshold": SCORE_THRESHOLD,
+                "eval.latency_includes_postprocessing": True,
+            },
+            tables={PER_CLASS_TABLE: measured.per_class},
+        )

@@ -1,4 +1,4 @@
-"""Energy of an inference window, idle power subtracted (DESIGN.md sections 4 and 6).
+"""Energy of an inference window, idle power subtracted (docs/architecture.md, "Metric contract" and "Measurement protocol").
 
 Usage around the timed loop::
 

@@ -1,9 +1,12 @@
-"""The NetZIP evaluator: every metric of the paper for one model on one dataset and machine.
+"""The NetZIP measurement: every metric of the paper for one model on one dataset and machine.
 
-``evaluate`` measures accuracy over the data in this process, counts ops and size from the model
-itself, and measures latency, CPU, RAM and energy on one real sample (in a fresh process by default).
-Against a baseline (another report or a logged MLflow run) it adds the agreement, the improvement
-ratios, the OCS and the class-level impact.
+:func:`measure` runs the task's accuracy pass over the data in this process (see
+:mod:`netzip_mlflow.evaluation.tasks`), counts ops and size from the model itself, and measures
+latency, CPU, RAM and energy on one real sample (in a fresh process by default). Against a baseline
+(another report, or the :class:`~netzip_mlflow.evaluation.report.BaselineFacts` the tracking adapter
+read from a logged run) it adds the agreement, the improvement ratios, the OCS and the class-level
+impact. It returns an :class:`~netzip_mlflow.evaluation.report.EvaluationReport` and never touches
+MLflow: ``nz.evaluate`` (:mod:`netzip_mlflow.api`) composes it with the tracking adapter.
 """
 
 from __future__ import annotations
@@ -11,79 +14,49 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from netzip_mlflow.analysis.class_impact import ClassImpact, class_impact
+from netzip_mlflow.analysis.class_impact import class_impact
 from netzip_mlflow.analysis.ratios import compute_ratios
-from netzip_mlflow.data.batches import Batch, as_batches, first_batch
+from netzip_mlflow.data.batches import Batch
 from netzip_mlflow.errors import ConfigError
-from netzip_mlflow.evaluation.accuracy import Predictions, accuracy_metrics, agreement, model_input, predict
-from netzip_mlflow.evaluation.ops import OpsReport, count_ops
+from netzip_mlflow.evaluation.accuracy import agreement, model_input
+from netzip_mlflow.evaluation.classification import ClassificationTask
+from netzip_mlflow.evaluation.detection import DetectionTask
+from netzip_mlflow.evaluation.ops import count_ops
+from netzip_mlflow.evaluation.report import BaselineFacts, EvaluationReport
 from netzip_mlflow.evaluation.runtime import RuntimeSettings, measure_runtime, measure_runtime_isolated
 from netzip_mlflow.evaluation.settings import TASKS, EvaluationConfig
 from netzip_mlflow.evaluation.size import model_size
+from netzip_mlflow.evaluation.tasks import get_task, register_task, task_names
 from netzip_mlflow.tracking import keys
 from netzip_mlflow.tracking.hardware import hardware_tags
 
 log = logging.getLogger(__name__)
 
+for _strategy in (ClassificationTask(), DetectionTask()):
+    register_task(_strategy, replace=True)
+if set(task_names()) != set(TASKS):  # pragma: no cover - a developer error caught at import
+    raise ConfigError("task", f"registered tasks {task_names()} differ from settings.TASKS {list(TASKS)}")
 
-@dataclass
-class EvaluationReport:
-    """Everything one evaluation measured.
-
-    Attributes:
-        metrics: contract metric key -> value (units in ``keys.METRICS``).
-        tags: MLflow tags (energy meter, ratio metrics, missing ratios, hardware, ...).
-        params: settings worth recording as MLflow params (batch size, threads, ...).
-        predictions: labels and top-k predictions over the evaluation data (``None`` for detection).
-        ops: per-layer MACs / CHATS.
-        impact: class-level impact against the baseline (compressed models with a baseline).
-        baseline_top1: the baseline's top-1 predictions on the same samples, when compared.
-        exemplar_images: sample index -> image, for the first compression-identified exemplars.
-        class_names: names of the classes, index = label.
-        run_id: the MLflow run the report was logged to, if any.
-        tables: name -> table logged as ``<name>.csv`` (detection: the per-class AP table).
-    """
-
-    metrics: dict[str, float]
-    tags: dict[str, str]
-    params: dict[str, Any]
-    predictions: Predictions | None
-    ops: OpsReport
-    impact: ClassImpact | None = None
-    baseline_top1: np.ndarray | None = None
-    exemplar_images: dict[int, torch.Tensor] = field(default_factory=dict)
-    class_names: list[str] = field(default_factory=list)
-    run_id: str | None = None
-    tables: dict[str, Any] = field(default_factory=dict)
+__all__ = ["BaselineFacts", "EvaluationReport", "compare", "gather_images", "measure"]
 
 
-@dataclass(frozen=True)
-class BaselineFacts:
-    """What a comparison needs from the baseline: its metrics, predictions and hardware."""
-
-    metrics: dict[str, float]
-    predictions: Predictions | None
-    hardware_id: str | None
-    run_id: str | None
-
-
-def _baseline_facts(baseline: EvaluationReport | str) -> BaselineFacts:
+def baseline_facts(baseline: EvaluationReport | BaselineFacts) -> BaselineFacts:
+    """The facts of an in-memory baseline; a run id must be resolved by the tracking adapter first."""
+    if isinstance(baseline, BaselineFacts):
+        return baseline
     if isinstance(baseline, EvaluationReport):
-        return BaselineFacts(
-            baseline.metrics, baseline.predictions, baseline.tags.get("netzip.hw.id"), baseline.run_id
-        )
+        return BaselineFacts.of(baseline)
     if isinstance(baseline, str):
-        from netzip_mlflow.tracking.runs import load_baseline
-
-        return load_baseline(baseline)
+        raise ConfigError(
+            "baseline", f"{baseline!r} is a run id; the measurement library does not read MLflow",
+            "use nz.evaluate(..., baseline=RUN_ID), or netzip_mlflow.tracking.runs.load_baseline(RUN_ID)",
+        )
     raise ConfigError("baseline", f"expected None, a run id or an EvaluationReport, got {type(baseline).__name__}")
 
 
@@ -113,10 +86,10 @@ def gather_images(data: Iterable[Batch], indices: Iterable[int]) -> dict[int, to
     return found
 
 
-def compare(report: EvaluationReport, baseline: EvaluationReport | str, config: EvaluationConfig) -> None:
+def compare(report: EvaluationReport, baseline: EvaluationReport | BaselineFacts, config: EvaluationConfig) -> None:
     """Add agreement, ratios, OCS and class-level impact against ``baseline`` to ``report`` in place."""
-    facts = _baseline_facts(baseline)
-    hw = report.tags.get("netzip.hw.id")
+    facts = baseline_facts(baseline)
+    hw = report.tags.get(keys.TAG_HW_ID)
     if facts.hardware_id and hw and facts.hardware_id != hw:
         report.tags[keys.TAG_MISSING_RATIOS] = "all (baseline measured on other hardware)"
         log.warning("baseline %s was measured on other hardware; ratios not computed", facts.run_id)
@@ -145,72 +118,61 @@ def compare(report: EvaluationReport, baseline: EvaluationReport | str, config: 
     report.tags[keys.TAG_MISSING_RATIOS] = ",".join(result.missing) or "none"
 
 
-def evaluate(
+def measure(
     model: nn.Module,
-    data: Iterable[Batch] | Dataset,
+    data: Iterable[Batch] | Dataset | Any,
     task: str = "classification",
     config: EvaluationConfig | None = None,
-    baseline: EvaluationReport | str | None = None,
-    log_to_mlflow: bool = True,
+    baseline: EvaluationReport | BaselineFacts | None = None,
 ) -> EvaluationReport:
-    """Measure ``model`` on ``data`` with every NetZIP metric.
+    """Measure ``model`` on ``data`` with every NetZIP metric; MLflow is not touched.
 
     Args:
         model: a PyTorch classifier returning (batch, classes) logits, or for ``"detection"`` a
             torchvision-style detector (eval forward: one boxes/labels/scores dict per image). It is
-            not modified.
+            moved to ``config.device`` and put in eval mode, otherwise not modified.
         data: a ``DataLoader`` / iterable of ``(inputs, targets)`` batches, or a ``Dataset``
             (detection: targets are lists of boxes/labels dicts, see ``netzip_mlflow.data.detection``).
-        task: ``"classification"`` or ``"detection"`` (see ``netzip_mlflow.evaluation.detection``).
+        task: a registered task strategy (``"classification"``, ``"detection"``).
         config: measurement settings (defaults: batch 1, 1 thread, isolated process, CPU).
-        baseline: ``None``, another :class:`EvaluationReport`, or the run id of a logged baseline;
-            with a baseline the report gets agreement, ratios, OCS and class-level impact.
-        log_to_mlflow: log the report to the active MLflow run (one is started if none is active).
+        baseline: ``None``, another :class:`EvaluationReport`, or :class:`BaselineFacts`; with a
+            baseline the report gets agreement, ratios, OCS and class-level impact.
     """
-    if task not in TASKS:
-        raise ConfigError("task", f"unknown task {task!r}", f"use one of {list(TASKS)}")
-    config = config or EvaluationConfig()
-    if task == "detection":
-        from netzip_mlflow.evaluation.detection import evaluate_detection
-
-        return evaluate_detection(model, data, config, baseline, log_to_mlflow)
-    batches = as_batches(data, config.eval_batch_size)
+    strategy = get_task(task)
+    config = strategy.configure(config or EvaluationConfig())
     model = model.to(config.device).eval()
-    predictions = predict(model, batches, config.device, progress=config.progress)
-    inputs, _ = first_batch(batches)
-    sample = _sample(inputs, config.batch_size, model, config.device)
+    found = strategy.accuracy_pass(model, data, config)
+    sample = _sample(found.first_inputs, config.batch_size, model, config.device)
 
-    metrics = accuracy_metrics(predictions)
+    metrics = dict(found.metrics)
     ops = count_ops(model, sample[:1])
     metrics.update(ops.as_metrics())
     metrics.update(model_size(model).as_metrics())
 
     settings = RuntimeSettings(config.latency, config.threads, config.device, config.idle_s, config.power_log)
-    measure = measure_runtime_isolated if config.isolate else measure_runtime
-    runtime = measure(model, sample, settings)
+    measure_fn = measure_runtime_isolated if config.isolate else measure_runtime
+    runtime = measure_fn(model, sample, settings)
     metrics.update(runtime.metrics)
 
-    tags = {**hardware_tags(), **runtime.tags, keys.TAG_TASK: task}
+    tags = {**hardware_tags(), **runtime.tags, keys.TAG_TASK: strategy.name}
     params = {
         "eval.batch_size": config.batch_size,
         "eval.threads": config.threads,
         "eval.device": config.device,
         "eval.isolated": config.isolate,
-        "eval.samples": int(predictions.labels.size),
+        "eval.samples": found.samples,
         "eval.latency_target_ci_rel": config.latency.target_ci_rel,
         "eval.latency_budget_s": config.latency.budget_s,
         "eval.input_shape": "x".join(str(d) for d in sample.shape[1:]),
+        **found.params,
     }
-    names = list(config.class_names) if config.class_names else [str(i) for i in range(predictions.num_classes)]
-    report = EvaluationReport(metrics, tags, params, predictions, ops, class_names=names)
+    report = EvaluationReport(
+        metrics, tags, params, found.predictions, ops, class_names=found.class_names, tables=dict(found.tables)
+    )
     report.tags[keys.TAG_ROLE] = keys.ROLE_BASELINE if baseline is None else keys.ROLE_COMPRESSED
     if baseline is not None:
         compare(report, baseline, config)
-        if report.impact is not None and len(report.impact.exemplars):
+        if report.impact is not None and len(report.impact.exemplars) and found.batches is not None:
             first = report.impact.exemplars["index"].head(EXEMPLAR_GRID)
-            report.exemplar_images = gather_images(batches, first)
-    if log_to_mlflow:
-        from netzip_mlflow.tracking.logging import log_report
-
-        log_report(report)
+            report.exemplar_images = gather_images(found.batches, first)
     return report

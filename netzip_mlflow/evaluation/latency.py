@@ -1,4 +1,4 @@
-"""Latency protocol (DESIGN.md section 6): warm up, then time until the median is known well enough.
+"""Latency protocol (docs/architecture.md, "Measurement protocol"): warm up, then time until the median is known well enough.
 
 Instead of the reference implementation's fixed 1000 loops, :func:`measure_latency` keeps timing single
 calls until the 95% confidence interval of the median is narrower than ``target_ci_rel`` of the median,

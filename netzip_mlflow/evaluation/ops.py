@@ -4,7 +4,7 @@ One counter, one definition, for every model that runs: float, BN-fused, QAT (fa
 int8 (eager ``convert`` and FX ``convert_fx``), dynamic quantized Linear/LSTM/GRU, fp16, pruned
 (zero-filled) weights, grouped/depthwise convolutions, and the matmuls of attention.
 
-Definitions (contract, DESIGN.md section 5):
+Definitions (contract, docs/architecture.md, "Metric contract"):
 
 * **MACs** are multiply-accumulates as :class:`torch.utils.flop_counter.FlopCounterMode` defines
   them, halved (it counts a MAC as 2 FLOPs): the products of matmuls (``mm``, ``addmm``, ``bmm``,

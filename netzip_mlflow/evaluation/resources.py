@@ -1,4 +1,4 @@
-"""CPU, RAM and GPU use of the evaluating process during inference (DESIGN.md section 6).
+"""CPU, RAM and GPU use of the evaluating process during inference (docs/architecture.md, "Measurement protocol").
 
 :class:`ResourceMonitor` is a context manager around the inference loop. A background thread samples
 this process's resident set size (RSS) at ``1 / interval_s`` Hz (default 100 Hz) to find the peak;

@@ -1,6 +1,6 @@
 """Runtime measurement of one model: latency, CPU, RAM and energy, optionally in a fresh process.
 
-DESIGN.md section 6: each model is measured in a freshly *spawned* process (``isolate=True``) so that
+docs/architecture.md, "Measurement protocol": each model is measured in a freshly *spawned* process (``isolate=True``) so that
 one model's memory, caches and allocator state do not leak into the next. The model travels to the
 worker through a temporary ``torch.save`` file written by this process from the caller's in-memory
 model (never a file a user handed us), and is loaded there only after the worker's anonymous memory

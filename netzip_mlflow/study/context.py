@@ -68,7 +68,7 @@ def evaluation_config(spec: StudySpec, class_names: list[str], progress: bool = 
     r = e.ratios
     performance = r.performance
     if spec.task == "detection" and "performance" not in r.model_fields_set:
-        performance = keys.MAP50  # DESIGN.md section 5: detection's default performance metric
+        performance = keys.MAP50  # docs/architecture.md, "Metric contract": detection's default performance metric
     return EvaluationConfig(
         batch_size=e.batch_size,
         eval_batch_size=e.eval_batch_size,

@@ -16,26 +16,22 @@ Nothing here imports Ray unless the Ray executor is used.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
 
 from netzip_mlflow.config.schema import ExecutorSpec, RecipeSpec, StudySpec
 from netzip_mlflow.errors import ConfigError
+from netzip_mlflow.study.jobs import RecipeFn, RecipeOutcome, StudyJob
+from netzip_mlflow.tracking import keys
 from netzip_mlflow.tracking.uri import mask_credentials
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from torch import nn
-
-    from netzip_mlflow.evaluation.evaluator import EvaluationReport
     from netzip_mlflow.study.context import StudyData
-    from netzip_mlflow.study.runner import RecipeOutcome
 
 log = logging.getLogger(__name__)
 
-RecipeFn = Callable[..., "RecipeOutcome"]
-"""``run_recipe(recipe, spec, data, baseline_model, base_report, progress, parent_run_id=None)``."""
+__all__ = ["Executor", "LocalExecutor", "RayExecutor", "RecipeFn", "StudyJob", "make_executor"]
 
 REMOTE_TRACKING_SCHEMES = ("http", "https")
 CREDENTIAL_ENV = (
@@ -47,43 +43,12 @@ CREDENTIAL_ENV = (
 )
 """Environment variables the Ray executor forwards to its tasks (how workers reach the server)."""
 
-TAG_EXECUTOR = "netzip.executor"
-TAG_HW_CLASS = "netzip.hw_class"
-TAG_RAY_NODE_ID = "netzip.ray.node_id"
-TAG_RAY_NODE_IP = "netzip.ray.node_ip"
-TAG_RAY_HOSTNAME = "netzip.ray.hostname"
-TAG_RAY_RESOURCES = "netzip.ray.resources"
-
-
-@dataclass
-class StudyJob:
-    """What the recipes of one study share, as the runner has it once the baseline is done.
-
-    Attributes:
-        spec: the validated study.
-        data: the study's data (used in this process only; Ray tasks rebuild it from ``spec``).
-        baseline: the baseline model (used in this process only; Ray tasks load the logged model).
-        base_report: the baseline's evaluation, with ``run_id`` set to its MLflow run, or the run id
-            of a logged baseline (a resumed study).
-        study_run_id: the study's parent run; every recipe run is nested under it.
-        experiment_id: the study's MLflow experiment.
-        tracking_uri: where runs are logged.
-        progress: show progress bars.
-    """
-
-    spec: StudySpec
-    data: StudyData
-    baseline: nn.Module
-    base_report: EvaluationReport | str
-    study_run_id: str
-    experiment_id: str
-    tracking_uri: str
-    progress: bool = True
-
-    @property
-    def baseline_run_id(self) -> str:
-        """The baseline's MLflow run id ("" if it was not logged)."""
-        return self.base_report if isinstance(self.base_report, str) else (self.base_report.run_id or "")
+TAG_EXECUTOR = keys.TAG_EXECUTOR
+TAG_HW_CLASS = keys.TAG_HW_CLASS
+TAG_RAY_NODE_ID = keys.TAG_RAY_NODE_ID
+TAG_RAY_NODE_IP = keys.TAG_RAY_NODE_IP
+TAG_RAY_HOSTNAME = keys.TAG_RAY_HOSTNAME
+TAG_RAY_RESOURCES = keys.TAG_RAY_RESOURCES
 
 
 class Executor(Protocol):
@@ -94,6 +59,9 @@ class Executor(Protocol):
 
     def run_recipes(self, job: StudyJob, recipes: Sequence[RecipeSpec], run_recipe: RecipeFn) -> list[RecipeOutcome]:
         """Run every recipe; one outcome per recipe, in the order of ``recipes``."""
+
+    def close(self) -> None:
+        """Release what ``prepare`` acquired (the runner calls it in a ``finally``)."""
 
 
 def reset_data_order(data: StudyData, seed: int) -> None:
@@ -125,6 +93,9 @@ class LocalExecutor:
             reset_data_order(job.data, job.spec.seed)
             outcomes.append(run_recipe(recipe, job.spec, job.data, job.baseline, job.base_report, job.progress))
         return outcomes
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 def check_remote_tracking_uri(tracking_uri: str) -> None:
@@ -242,9 +213,14 @@ class RayExecutor:
                 base_refs[hw_class] = ray_tasks.baseline_task.options(
                     **ray_tasks.task_options(recipe.resources)
                 ).remote(remote, hw_class, recipe.resources.model_dump())
+        # The task imports netzip_mlflow.study.recipe.run_recipe itself; only another function
+        # (a test's stand-in) travels pickled.
+        from netzip_mlflow.study.recipe import run_recipe as default_recipe
+
+        shipped = None if run_recipe is default_recipe else run_recipe
         refs = [
             ray_tasks.recipe_task.options(**ray_tasks.task_options(recipe.resources)).remote(
-                remote, recipe, base_refs[recipe.resources.hardware_class], run_recipe
+                remote, recipe, base_refs[recipe.resources.hardware_class], shipped
             )
             for recipe in recipes
         ]

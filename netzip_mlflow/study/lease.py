@@ -34,7 +34,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from netzip_mlflow.errors import LeaseError
+from netzip_mlflow.tracking import keys
 from netzip_mlflow.tracking.experiments import sqlite_path
+from netzip_mlflow.tracking.retry import retry_locked
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ LEASE_TTL_S = 120.0
 """A server lease whose heartbeat is older than this (s) is taken to belong to a dead process."""
 HEARTBEAT_S = 30.0
 """How often (s) the holder of a server lease renews its heartbeat."""
-LEASE_TAG_PREFIX = "netzip.lease."
+LEASE_TAG_PREFIX = keys.TAG_LEASE_PREFIX
 
 
 @dataclass(frozen=True)
@@ -156,16 +158,12 @@ class TagLease:
 
     def current(self) -> Holder | None:
         """The holder written in the tag now (``None`` if there is none)."""
-        from netzip_mlflow.study.store import retry_locked
-
         experiment = retry_locked(self.client.get_experiment, self.experiment_id)
         text = experiment.tags.get(self.tag)
         return Holder.from_json(text) if text else None
 
     def acquire(self, settle_s: float = 0.5) -> None:
         """Take the lease (or an expired one over) or raise :class:`LeaseError` naming the holder."""
-        from netzip_mlflow.study.store import retry_locked
-
         held = self.current()
         if held is not None and time.time() - held.heartbeat < self.ttl_s:
             raise _busy(self.study, held, f"experiment tag {self.tag}, last heartbeat {time.time() - held.heartbeat:.0f} s ago")
@@ -182,8 +180,6 @@ class TagLease:
         self._thread.start()
 
     def _beat(self) -> None:
-        from netzip_mlflow.study.store import retry_locked
-
         while not self._stop.wait(self.heartbeat_s) and self.me is not None:
             self.me = Holder(**{**asdict(self.me), "heartbeat": time.time()})
             try:

@@ -20,14 +20,13 @@ from typing import TYPE_CHECKING, Any
 import ray
 
 from netzip_mlflow.config.schema import RecipeSpec, ResourceSpec, StudySpec
+from netzip_mlflow.study.jobs import RecipeFn, RecipeOutcome, StudyJob
 from netzip_mlflow.tracking import keys
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from torch import nn
 
-    from netzip_mlflow.evaluation.evaluator import EvaluationReport
-    from netzip_mlflow.study.executors import RecipeFn, StudyJob
-    from netzip_mlflow.study.runner import RecipeOutcome
+    from netzip_mlflow.evaluation.report import EvaluationReport
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +54,13 @@ def node_tags(resources: dict[str, Any] | None = None) -> dict[str, str]:
     """Tags naming the Ray node this task runs on (and what it asked for)."""
     context = ray.get_runtime_context()
     tags = {
-        "netzip.executor": "ray",
-        "netzip.ray.node_id": context.get_node_id(),
-        "netzip.ray.node_ip": ray.util.get_node_ip_address(),
-        "netzip.ray.hostname": socket.gethostname(),
+        keys.TAG_EXECUTOR: "ray",
+        keys.TAG_RAY_NODE_ID: context.get_node_id(),
+        keys.TAG_RAY_NODE_IP: ray.util.get_node_ip_address(),
+        keys.TAG_RAY_HOSTNAME: socket.gethostname(),
     }
     if resources is not None:
-        tags["netzip.ray.resources"] = json.dumps(resources, sort_keys=True)
+        tags[keys.TAG_RAY_RESOURCES] = json.dumps(resources, sort_keys=True)
     return tags
 
 
@@ -99,18 +98,19 @@ def baseline_task(job: RemoteJob, hw_class: str, resources: dict[str, Any]) -> E
     """
     import mlflow
 
-    from netzip_mlflow.evaluation.evaluator import evaluate
+    from netzip_mlflow.api import evaluate
     from netzip_mlflow.study.context import evaluation_config, load_data
+    from netzip_mlflow.tracking.context import start_run
 
     _enter(job)
     spec = job.spec
     data = load_data(spec)
     model = _baseline_model(job)
     tags = {
-        keys.TAG_ROLE: keys.ROLE_BASELINE, keys.TAG_STUDY: spec.study, "netzip.hw_class": hw_class,
-        "netzip.baseline_of": job.baseline_run_id, **node_tags(resources),
+        keys.TAG_ROLE: keys.ROLE_BASELINE, keys.TAG_STUDY: spec.study, keys.TAG_HW_CLASS: hw_class,
+        keys.TAG_BASELINE_OF: job.baseline_run_id, **node_tags(resources),
     }
-    with mlflow.start_run(run_name=f"baseline@{hw_class}", parent_run_id=job.study_run_id, tags=tags):
+    with start_run(run_name=f"baseline@{hw_class}", parent_run_id=job.study_run_id, tags=tags):
         mlflow.log_params({"model.arch": spec.model.arch, "data.source": data.split.name, "seed": spec.seed})
         report = evaluate(model, data.test, spec.task, evaluation_config(spec, data.split.classes, False), log_to_mlflow=True)
     report.exemplar_images = {}
@@ -118,9 +118,18 @@ def baseline_task(job: RemoteJob, hw_class: str, resources: dict[str, Any]) -> E
 
 
 @ray.remote
-def recipe_task(job: RemoteJob, recipe: RecipeSpec, base_report: EvaluationReport, run_recipe: RecipeFn) -> RecipeOutcome:
-    """Compress, evaluate and log one recipe (``run_recipe``) nested under the study run."""
+def recipe_task(
+    job: RemoteJob, recipe: RecipeSpec, base_report: EvaluationReport, run_recipe: RecipeFn | None = None
+) -> RecipeOutcome:
+    """Compress, evaluate and log one recipe nested under the study run.
+
+    ``run_recipe``: ``None`` runs :func:`netzip_mlflow.study.recipe.run_recipe` (imported here, not
+    pickled with the task); tests pass a stand-in.
+    """
     from netzip_mlflow.study.context import load_data
+
+    if run_recipe is None:
+        from netzip_mlflow.study.recipe import run_recipe
 
     _enter(job)
     data = load_data(job.spec)  # a fresh loader: the same shuffle as the local executor's reset
@@ -128,7 +137,7 @@ def recipe_task(job: RemoteJob, recipe: RecipeSpec, base_report: EvaluationRepor
     outcome = run_recipe(recipe, job.spec, data, model, base_report, False, parent_run_id=job.study_run_id)
     tags = node_tags(recipe.resources.model_dump())
     if recipe.resources.hardware_class:
-        tags["netzip.hw_class"] = recipe.resources.hardware_class
+        tags[keys.TAG_HW_CLASS] = recipe.resources.hardware_class
     _tag_run(outcome.run_id, tags)
     return outcome
 
@@ -142,10 +151,10 @@ def record_lost_task(job: StudyJob, recipe: RecipeSpec, exc: BaseException) -> R
     from mlflow.entities import RunStatus, RunTag
     from mlflow.tracking import MlflowClient
 
-    from netzip_mlflow.study.runner import RecipeOutcome
+    from netzip_mlflow.study.recipe import error_message
 
     client = MlflowClient(job.tracking_uri)
-    message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:500]
+    message = error_message(exc)
     found = client.search_runs(
         [job.experiment_id],
         f"tags.`mlflow.parentRunId` = '{job.study_run_id}' and tags.`{keys.TAG_RECIPE}` = '{recipe.name}'",
@@ -159,11 +168,11 @@ def record_lost_task(job: StudyJob, recipe: RecipeSpec, exc: BaseException) -> R
         tags = {
             keys.TAG_ROLE: keys.ROLE_COMPRESSED, keys.TAG_STUDY: job.spec.study, keys.TAG_TECHNIQUE: recipe.technique,
             keys.TAG_RECIPE: recipe.name, keys.TAG_BASELINE_RUN: job.baseline_run_id,
-            "mlflow.parentRunId": job.study_run_id, "netzip.executor": "ray",
+            "mlflow.parentRunId": job.study_run_id, keys.TAG_EXECUTOR: "ray",
         }
         run_id = client.create_run(job.experiment_id, tags=tags, run_name=recipe.name).info.run_id
     client.log_batch(run_id, tags=[RunTag(keys.TAG_ERROR, message)])
-    client.log_text(run_id, "".join(traceback.format_exception(exc)), "error/traceback.txt")
+    client.log_text(run_id, "".join(traceback.format_exception(exc)), keys.TRACEBACK_ARTIFACT)
     client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
     log.error("recipe %s was lost on the Ray cluster: %s", recipe.name, message)
     return RecipeOutcome(recipe.name, recipe.technique, run_id, "FAILED", message)

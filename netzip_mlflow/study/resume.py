@@ -31,13 +31,14 @@ from torch import nn
 
 from netzip_mlflow.config.schema import RecipeSpec, StudySpec
 from netzip_mlflow.errors import TrackingError
-from netzip_mlflow.study.store import retry_locked
 from netzip_mlflow.tracking import keys
+from netzip_mlflow.tracking.retry import retry_locked
+from netzip_mlflow.tracking.search import search_all_runs
 
 log = logging.getLogger(__name__)
 
-TAG_CONFIG_HASH = "netzip.config_hash"
-TAG_RESUMED = "netzip.resumed"
+TAG_CONFIG_HASH = keys.TAG_CONFIG_HASH
+TAG_RESUMED = keys.TAG_RESUMED
 KILLED_MESSAGE = "Interrupted: the process running this run stopped before it ended; resumed by a later run"
 
 
@@ -82,16 +83,7 @@ class PreviousRuns:
 
 
 def _search(client: MlflowClient, experiment_id: str, filter_string: str, order_by: list[str] | None = None) -> list[Run]:
-    runs: list[Run] = []
-    token = None
-    while True:
-        page = retry_locked(
-            client.search_runs, [experiment_id], filter_string, max_results=1000, order_by=order_by, page_token=token
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+    return search_all_runs(client, [experiment_id], filter_string, order_by=order_by, call=retry_locked)
 
 
 def find_previous(spec: StudySpec, experiment_id: str, client: MlflowClient | None = None) -> PreviousRuns:

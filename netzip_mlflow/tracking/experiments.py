@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import random
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
 from netzip_mlflow.errors import TrackingError
+from netzip_mlflow.tracking.retry import retry_locked
 from netzip_mlflow.tracking.uri import mask_credentials
-
-_TRANSIENT = ("database is locked", "unique constraint", "already exists", "integrityerror", "deadlock")
-
-
-def _transient(exc: Exception) -> bool:
-    text = f"{exc} {exc.__cause__ or ''}".lower()
-    return any(marker in text for marker in _TRANSIENT)
 
 
 @contextlib.contextmanager
@@ -72,21 +64,20 @@ def ensure_experiment(name: str, client: MlflowClient | None = None, attempts: i
     ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` and ``MLFLOW_HTTP_REQUEST_TIMEOUT``) raises
     :class:`TrackingError` at once, saying where tracking points.
     """
-    last: Exception | None = None
-    for attempt in range(attempts):
-        try:
-            client = client or store_client()
-            experiment = client.get_experiment_by_name(name)
-            if experiment is not None:
-                if experiment.lifecycle_stage == "deleted":
-                    client.restore_experiment(experiment.experiment_id)
-                return experiment.experiment_id
-            return client.create_experiment(name)
-        except Exception as exc:  # noqa: BLE001 - MlflowException, or sqlalchemy/requests errors let through
-            last = exc
-            if not _transient(exc):
-                break
-            time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+    def get_or_create() -> str:
+        nonlocal client
+        client = client or store_client()
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            if experiment.lifecycle_stage == "deleted":
+                client.restore_experiment(experiment.experiment_id)
+            return experiment.experiment_id
+        return client.create_experiment(name)
+
+    try:
+        return retry_locked(get_or_create, attempts=attempts)
+    except Exception as exc:  # noqa: BLE001 - MlflowException, or sqlalchemy/requests errors let through
+        last: Exception | None = exc
     first_line = str(last).strip().splitlines()[0][:300] if last and str(last).strip() else type(last).__name__
     import mlflow
 

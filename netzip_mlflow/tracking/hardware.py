@@ -1,4 +1,4 @@
-"""Hardware and software facts of the machine, as MLflow run tags (DESIGN.md section 4).
+"""Hardware and software facts of the machine, as MLflow run tags (docs/architecture.md, "MLflow layout").
 
 The run-context provider (``tracking/context.py``) adds these to every MLflow run started where
 netzip-mlflow is installed. Because MLflow calls it for *every* run (not only netzip ones), this is

@@ -1,6 +1,6 @@
 """The metric-key schema: the single source of every metric name, its unit and its direction.
 
-The keys are a contract (DESIGN.md section 4); the CLI, the leaderboard, the plots and the README table
+The keys are a contract (docs/architecture.md, "MLflow layout"); the CLI, the leaderboard, the plots and the README table
 are all generated from :data:`METRICS`.
 """
 
@@ -146,7 +146,7 @@ RATIO_KEYS: dict[str, str] = {
     "efficiency": RATIO_EFFICIENCY,
 }
 
-# Tags (DESIGN.md section 4).
+# Tags (docs/architecture.md, "MLflow layout").
 TAG_ROLE = "netzip.role"
 TAG_STUDY = "netzip.study"
 TAG_BASELINE_RUN = "netzip.baseline_run_id"
@@ -163,6 +163,21 @@ TAG_RUNTIME_THREADS = "netzip.runtime.threads"
 TAG_RUNTIME_ISOLATED = "netzip.runtime.isolated"
 TAG_HW_PREFIX = "netzip.hw."
 TAG_SW_PREFIX = "netzip.sw."
+TAG_HW_ID = "netzip.hw.id"  # hash of the machine's hardware facts; ratios only within one id
+TAG_CONFIG_HASH = "netzip.config_hash"  # what a study run / recipe run was made from (resume)
+TAG_RESUMED = "netzip.resumed"
+TAG_MODEL_SOURCE = "netzip.model_source"  # `netzip evaluate MODEL`: the model file or URI
+TAG_CIE_POPULATION_ERROR = "netzip.cie.population_error"
+TAG_EXECUTOR = "netzip.executor"
+TAG_HW_CLASS = "netzip.hw_class"
+TAG_BASELINE_OF = "netzip.baseline_of"  # baseline@<class> runs: the study's main baseline run
+TAG_RAY_NODE_ID = "netzip.ray.node_id"
+TAG_RAY_NODE_IP = "netzip.ray.node_ip"
+TAG_RAY_HOSTNAME = "netzip.ray.hostname"
+TAG_RAY_RESOURCES = "netzip.ray.resources"
+TAG_LEADERBOARD_NOTE = "netzip.leaderboard.note"  # study run: why its leaderboard/plots are missing or incomplete
+TAG_LEASE_PREFIX = "netzip.lease."  # experiment tag netzip.lease.<study>: who runs the study now (server stores)
+ERROR_INTERRUPTED = "KeyboardInterrupt: interrupted by user"  # netzip.error of a run stopped by Ctrl-C (KILLED)
 ROLE_STUDY = "study"
 ROLE_BASELINE = "baseline"
 ROLE_COMPRESSED = "compressed"
@@ -181,3 +196,15 @@ def higher_is_better(key: str) -> bool:
         raise KeyError(
             f"unknown metric key {key!r}; known keys: {', '.join(sorted(METRICS))}"
         ) from None
+
+
+# Artifact paths (relative to a run's artifact root).
+PREDICTIONS_ARTIFACT = "predictions/predictions.npz"
+OPS_ARTIFACT = "ops/per_layer.csv"
+CONFUSION_ARTIFACT = "confusion/confusion_matrix.png"
+IMPACT_FOLDER = "class_impact"
+TRACEBACK_ARTIFACT = "error/traceback.txt"
+STUDY_ARTIFACT = "study.yaml"
+LEADERBOARD_FOLDER = "leaderboard"
+PLOTS_FOLDER = "plots"
+POPULATION_ARTIFACT = "class_impact/population.csv"

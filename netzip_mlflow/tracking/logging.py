@@ -11,13 +11,11 @@ import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from netzip_mlflow.evaluation.evaluator import EvaluationReport
-from netzip_mlflow.tracking.runs import PREDICTIONS_ARTIFACT
+from netzip_mlflow.evaluation.report import EvaluationReport
+from netzip_mlflow.tracking.context import start_run
+from netzip_mlflow.tracking.keys import CONFUSION_ARTIFACT, IMPACT_FOLDER, OPS_ARTIFACT, PREDICTIONS_ARTIFACT
 
 MLFLOW_BATCH = 100  # MLflow accepts at most 1000 metrics / 100 params per log_batch call
-OPS_ARTIFACT = "ops/per_layer.csv"
-CONFUSION_ARTIFACT = "confusion/confusion_matrix.png"
-IMPACT_FOLDER = "class_impact"
 
 
 def _chunks(items: list, size: int):
@@ -70,7 +68,7 @@ def log_report(
     """
     client = client or MlflowClient()
     if run_id is None:
-        run_id = (mlflow.active_run() or mlflow.start_run()).info.run_id
+        run_id = (mlflow.active_run() or start_run()).info.run_id
     if log_metrics:
         now = int(time.time() * 1000)
         metrics = [

@@ -13,7 +13,7 @@
 
 MLflow's evaluation datasets are 2-D, so images arrive flattened and ``input_shape`` (C, H, W)
 restores them. The raw ``torch.nn.Module`` is taken out of the pyfunc (``get_raw_model``) and measured
-by :func:`netzip_mlflow.evaluation.evaluator.evaluate` on the CPU unless ``device`` says otherwise;
+by :func:`netzip_mlflow.evaluation.evaluator.measure` on the CPU unless ``device`` says otherwise;
 the report is logged by :func:`netzip_mlflow.tracking.logging.log_report`.
 
 Metrics are logged exactly once and linked to the LoggedModel: when MLflow knows the model id (a
@@ -23,8 +23,17 @@ params, tags and artifacts; otherwise (a ``runs:/`` URI) it logs the metrics its
 model id recorded in the model's metadata.
 
 MLflow does not validate ``model_type`` against a fixed list (only its built-in evaluators check it in
-their ``can_evaluate``), so ``model_type="netzip"`` needs no registration; :meth:`can_evaluate` is
-True for that type only, so this evaluator never takes over another evaluation.
+their ``can_evaluate``), so ``model_type="netzip"`` needs no registration. The evaluator also joins
+MLflow's own classifier evaluation as an extra evaluator, adding the NetZIP metrics to the same
+result::
+
+    mlflow.models.evaluate(model_uri, x_flat, targets=y, model_type="classifier",
+                           evaluators=["default", "netzip"],
+                           evaluator_config={"netzip": {"input_shape": [1, 8, 8]}})
+
+:meth:`can_evaluate` is True for ``model_type="netzip"``, and for ``"classifier"`` only when the
+``netzip`` config names an ``input_shape`` (i.e. the user asked for it): it never takes over another
+evaluation.
 
 This module is imported by MLflow's plugin discovery whenever ``mlflow.models`` is imported; torch
 and the measurement code are imported only when an evaluation runs.
@@ -44,12 +53,14 @@ from mlflow.models.evaluation import EvaluationResult, ModelEvaluator
 from mlflow.models.evaluation.artifacts import CsvEvaluationArtifact, ImageEvaluationArtifact
 
 from netzip_mlflow.errors import ConfigError, DataError, ModelError
+from netzip_mlflow.tracking import keys
 
 MODEL_TYPE = "netzip"
+JOINED_MODEL_TYPES = ("classifier",)  # MLflow's own types this evaluator joins when configured
 EVALUATOR_NAME = "netzip"
 IGNORED_KEYS = frozenset({"col_mapping"})  # MLflow reads these itself
 RESULT_FOLDERS = ("ops", "confusion", "class_impact")  # what log_report wrote that the result names
-TAG_KEYS = {"study": "netzip.study", "technique": "netzip.technique", "recipe": "netzip.recipe"}
+TAG_KEYS = {"study": keys.TAG_STUDY, "technique": keys.TAG_TECHNIQUE, "recipe": keys.TAG_RECIPE}
 
 
 @dataclass(frozen=True)
@@ -235,8 +246,10 @@ class NetzipEvaluator(ModelEvaluator):
 
     @classmethod
     def can_evaluate(cls, *, model_type: str | None, evaluator_config: Mapping[str, Any] | None, **kwargs: Any) -> bool:
-        """True for ``model_type="netzip"`` only."""
-        return model_type == MODEL_TYPE
+        """True for ``model_type="netzip"``, and for ``"classifier"`` when configured with ``input_shape``."""
+        if model_type == MODEL_TYPE:
+            return True
+        return model_type in JOINED_MODEL_TYPES and isinstance(evaluator_config, Mapping) and "input_shape" in evaluator_config
 
     def evaluate(
         self,
@@ -254,18 +267,19 @@ class NetzipEvaluator(ModelEvaluator):
     ) -> EvaluationResult:
         """Measure the model on ``dataset``, log the report to ``run_id``, return the metrics.
 
-        Returns an :class:`EvaluationResult` with every metric key of DESIGN.md section 4 that
+        Returns an :class:`EvaluationResult` with every metric key of ``keys.METRICS`` that
         could be measured and artifacts ``ops_per_layer`` (CSV) and ``confusion_confusion_matrix``
         (PNG), plus the class-level impact tables and figures with a baseline.
         """
         from mlflow.tracking import MlflowClient
 
-        from netzip_mlflow.evaluation.evaluator import evaluate
+        from netzip_mlflow.evaluation.evaluator import measure
         from netzip_mlflow.tracking.logging import log_report
+        from netzip_mlflow.tracking.runs import resolve_baseline
 
         if model is None:
             raise ModelError("the netzip evaluator measures a model: pass model= (a models:/ or runs:/ URI)")
-        if extra_metrics or custom_artifacts:
+        if model_type == MODEL_TYPE and (extra_metrics or custom_artifacts):  # beside "default", they are its
             raise ConfigError(
                 "extra_metrics", "the netzip evaluator does not run extra metrics or custom artifacts",
                 "evaluate them in a separate mlflow.models.evaluate call with another evaluator",
@@ -275,9 +289,9 @@ class NetzipEvaluator(ModelEvaluator):
         data = self._torch_data(dataset, config)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            report = evaluate(
+            report = measure(
                 module, data, task=config.task, config=config.evaluation_config(),
-                baseline=config.baseline_run_id, log_to_mlflow=False,
+                baseline=resolve_baseline(config.baseline_run_id),
             )
         report.tags.update(dict(config.tags))
         # mlflow.models.evaluate logs the returned metrics itself when it knows the model id;

@@ -1,4 +1,8 @@
-"""Reading what earlier runs logged: a baseline's metrics, predictions and hardware."""
+"""Reading what earlier runs logged: a baseline's metrics, predictions and hardware.
+
+:func:`resolve_baseline` is the one place a baseline given as an MLflow run id becomes the
+:class:`~netzip_mlflow.evaluation.report.BaselineFacts` the measurement library compares against.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,11 @@ from mlflow.tracking import MlflowClient
 
 from netzip_mlflow.errors import TrackingError
 from netzip_mlflow.evaluation.accuracy import Predictions
-from netzip_mlflow.evaluation.evaluator import BaselineFacts
+from netzip_mlflow.evaluation.report import BaselineFacts, EvaluationReport
+from netzip_mlflow.tracking import keys
 from netzip_mlflow.tracking.uri import mask_credentials
 
-PREDICTIONS_ARTIFACT = "predictions/predictions.npz"
+PREDICTIONS_ARTIFACT = keys.PREDICTIONS_ARTIFACT
 
 
 def load_predictions(run_id: str, client: MlflowClient | None = None) -> Predictions | None:
@@ -42,6 +47,17 @@ def load_baseline(run_id: str, client: MlflowClient | None = None) -> BaselineFa
     return BaselineFacts(
         metrics=dict(run.data.metrics),
         predictions=load_predictions(run_id, client),
-        hardware_id=run.data.tags.get("netzip.hw.id"),
+        hardware_id=run.data.tags.get(keys.TAG_HW_ID),
         run_id=run_id,
     )
+
+
+def resolve_baseline(
+    baseline: EvaluationReport | BaselineFacts | str | None, client: MlflowClient | None = None
+) -> EvaluationReport | BaselineFacts | None:
+    """``baseline`` ready for :func:`netzip_mlflow.evaluation.evaluator.measure`: a run id is read
+    from MLflow (:func:`load_baseline`); reports, facts and ``None`` pass through."""
+    if isinstance(baseline, str):
+        return load_baseline(baseline, client)
+    return baseline
+

@@ -3,6 +3,7 @@
 import io
 import json
 from contextlib import redirect_stdout
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -152,3 +153,17 @@ def test_study_run_has_leaderboard_and_plots(study):
     table = pd.read_csv(ops)
     assert table["macs"].sum() == runs["ptq_int8"].data.metrics[keys.MACS]
     assert set(np.unique(table.loc[table["macs"] > 0, "bits"])) == {8}
+
+
+def test_run_as_json_lists_every_run_and_exits_1_for_the_failed_recipe(study, capsys):
+    """Run again with --format json: it resumes (finished runs reused) and reports each recipe."""
+    _, uri, _, runs = study
+    tmp = Path(uri.removeprefix("sqlite:///")).parent
+    code = main(["--tracking-uri", uri, "run", str(tmp / "tiny.yaml"), "--no-progress", "--format", "json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert out["study_run_id"] == runs["tiny"].info.run_id and out["resumed"] is True
+    status = {o["recipe"]: o["status"] for o in out["outcomes"]}
+    assert status["impossible"] == "FAILED" and status["ptq_int8"] == "FINISHED"
+    reused = {o["recipe"]: o["run_id"] for o in out["outcomes"] if o["reused"]}
+    assert reused["ptq_int8"] == runs["ptq_int8"].info.run_id

@@ -148,3 +148,52 @@ def test_register_a_new_technique_and_refuse_duplicates(monkeypatch: pytest.Monk
     assert get_technique("test_identity") is spec
     with pytest.raises(ConfigError, match="already registered"):
         register_technique(spec)
+
+
+def _identity_spec(name: str) -> TechniqueSpec:
+    def identity(model, params, data, example_inputs, hooks):  # noqa: ANN001, ANN202
+        return CompressionResult(model, {})
+
+    return TechniqueSpec(
+        name=name, description="does nothing", needs_data=False, needs_example_inputs=False,
+        data_usage="not used", apply=identity, params=(),
+    )
+
+
+def test_entry_point_group_adds_techniques_and_skips_a_broken_provider(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import importlib.metadata
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    providers = {
+        "many": [_identity_spec("ep_one"), _identity_spec("ep_two")],
+        "factory": lambda: _identity_spec("ep_three"),
+        "broken": "not a technique",
+    }
+
+    class FakeEntryPoint:
+        def __init__(self, name: str) -> None:
+            self.name, self.value = name, f"fake:{name}"
+
+        def load(self):  # noqa: ANN202
+            return providers[self.name]
+
+    def entry_points(group: str):  # noqa: ANN202
+        assert group == registry.ENTRY_POINT_GROUP == "netzip_mlflow.techniques"
+        return [FakeEntryPoint(n) for n in providers]
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    with caplog.at_level("WARNING"):
+        loaded = registry.load_entry_points()
+    assert loaded == ["ep_one", "ep_two", "ep_three"]
+    assert {"ep_one", "ep_two", "ep_three"} <= {s.name for s in list_techniques()}
+    assert "broken" in caplog.text  # named in the warning, the others still loaded
+    assert compress(nn.Linear(2, 2), "ep_three").info == {}
+
+
+def test_the_store_lists_the_builtins_without_anyone_importing_them() -> None:
+    from netzip_mlflow.compression.builtins import BUILTIN_TECHNIQUES
+
+    names = [s.name for s in list_techniques()]
+    assert names[: len(BUILTIN_TECHNIQUES)] == [s.name for s in BUILTIN_TECHNIQUES]

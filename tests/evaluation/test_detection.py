@@ -11,7 +11,7 @@ from torch import nn
 from netzip_mlflow.data.detection import DetectionDataset
 from netzip_mlflow.errors import DataError
 from netzip_mlflow.evaluation.detection import PER_CLASS_TABLE, detection_metrics, match_at_iou
-from netzip_mlflow.evaluation.evaluator import evaluate
+from netzip_mlflow.api import evaluate
 from netzip_mlflow.evaluation.latency import LatencySettings
 from netzip_mlflow.evaluation.settings import EvaluationConfig
 from netzip_mlflow.tracking import keys

@@ -18,7 +18,6 @@ from torch import nn
 from netzip_mlflow.cli.main import main
 from netzip_mlflow.errors import LeaseError
 from netzip_mlflow.study.lease import FileLease, TagLease, lock_file
-from netzip_mlflow.study.runner import INTERRUPTED, TAG_LEADERBOARD_NOTE
 from netzip_mlflow.tracking import keys
 
 EXPERIMENT = "netzip-tiny-rel"
@@ -143,7 +142,7 @@ def test_keyboard_interrupt_marks_the_run_killed(plugin, study_file, store, caps
     assert "ptq_int8" not in runs  # the study stopped there
     for name in ("interrupted", "ctrlc"):
         assert runs[name].info.status == "KILLED", name
-        assert runs[name].data.tags[keys.TAG_ERROR] == INTERRUPTED
+        assert runs[name].data.tags[keys.TAG_ERROR] == keys.ERROR_INTERRUPTED
     assert runs["baseline"].info.status == "FINISHED"
 
 
@@ -163,7 +162,7 @@ def test_ctrl_c_on_the_cli_prints_one_line(study_file, cli_popen, store, tmp_pat
     assert proc.returncode == 130 and "Traceback" not in err, err
     assert _lines(err)[-1].startswith("error: interrupted by user")
     runs = _runs(store)
-    assert runs["slow"].info.status == "KILLED" and runs["slow"].data.tags[keys.TAG_ERROR] == INTERRUPTED
+    assert runs["slow"].info.status == "KILLED" and runs["slow"].data.tags[keys.TAG_ERROR] == keys.ERROR_INTERRUPTED
     assert runs["sigint"].info.status == "KILLED"
 
 
@@ -202,7 +201,7 @@ def test_no_finite_ocs_still_finishes_the_study(study_file, store, tmp_path, cap
     assert "note: no plots: no recipe has a finite OCS: the baseline's accuracy/top1 is 0" in err
     runs = _runs(store)
     assert {r.info.status for r in runs.values()} == {"FINISHED"}
-    note = runs["zero"].data.tags[TAG_LEADERBOARD_NOTE]
+    note = runs["zero"].data.tags[keys.TAG_LEADERBOARD_NOTE]
     assert "baseline's accuracy/top1 is 0" in note
     assert keys.TAG_ERROR not in runs["zero"].data.tags
     artifacts = {a.path for a in MlflowClient(store).list_artifacts(runs["zero"].info.run_id)}

@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking.context import registry as mlflow_registry
 
 from netzip_mlflow.tracking import hardware as context
-from netzip_mlflow.tracking.context import NetzipRunContextProvider
+from netzip_mlflow.tracking.context import OPT_IN_ENV, NetzipRunContextProvider, own_runs, start_run
 from netzip_mlflow.tracking.hardware import HardwareFacts, hardware_tags, software_tags
 
 HW_KEYS = {"cpu", "cores_physical", "cores_logical", "ram_gb", "gpu", "machine", "id"}
@@ -111,9 +111,37 @@ def test_torch_threads_read_live(monkeypatch: pytest.MonkeyPatch) -> None:
     assert software_tags()["netzip.sw.torch_threads"] == "unknown"
 
 
+def test_provider_is_in_context_only_for_netzip_runs_or_when_opted_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(OPT_IN_ENV, raising=False)
+    provider = NetzipRunContextProvider()
+    assert provider.in_context() is False
+    with own_runs():
+        assert provider.in_context() is True
+    assert provider.in_context() is False
+    monkeypatch.setenv(OPT_IN_ENV, "1")
+    assert provider.in_context() is True
+    monkeypatch.setenv(OPT_IN_ENV, "0")
+    assert provider.in_context() is False
+
+
+def test_a_plain_mlflow_run_gets_no_netzip_tag_and_ours_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow
+
+    monkeypatch.delenv(OPT_IN_ENV, raising=False)
+    installed = [ep for ep in importlib.metadata.entry_points(group="mlflow.run_context_provider") if ep.name == "netzip"]
+    if not installed:
+        pytest.skip("netzip-mlflow is not installed (pip install -e .)")
+    with mlflow.start_run() as plain:
+        pass
+    with start_run() as ours:
+        pass
+    plain_tags = mlflow.get_run(plain.info.run_id).data.tags
+    assert not [k for k in plain_tags if k.startswith("netzip.")]
+    assert mlflow.get_run(ours.info.run_id).data.tags["netzip.hw.id"] == hardware_tags()["netzip.hw.id"]
+
+
 def test_provider_contract() -> None:
     provider = NetzipRunContextProvider()
-    assert provider.in_context() is True
     tags = provider.tags()
     assert tags["netzip.hw.id"] == hardware_tags()["netzip.hw.id"]
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items())
@@ -133,7 +161,8 @@ def test_provider_through_mlflow_registry(monkeypatch: pytest.MonkeyPatch) -> No
     registry = mlflow_registry.RunContextProviderRegistry()
     registry.register(NetzipRunContextProvider)
     monkeypatch.setattr(mlflow_registry, "_run_context_provider_registry", registry)
-    tags = mlflow_registry.resolve_tags({"user.tag": "kept"})
+    with own_runs():
+        tags = mlflow_registry.resolve_tags({"user.tag": "kept"})
     assert tags["user.tag"] == "kept"
     assert tags["netzip.hw.id"] == hardware_tags()["netzip.hw.id"]
 

@@ -72,7 +72,7 @@ def _log(model, example) -> tuple[str, str, str]:
     return uri, f"runs:/{run.info.run_id}/model", uri.removeprefix("models:/")
 
 
-def _evaluate(model_uri, x, y, **config):
+def _evaluate(model_uri, x, y, model_type="netzip", **config):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with mlflow.start_run() as run:
@@ -80,7 +80,7 @@ def _evaluate(model_uri, x, y, **config):
                 model=model_uri,
                 data=x.reshape(len(x), -1).numpy(),
                 targets=y.numpy(),
-                model_type="netzip",
+                model_type=model_type,
                 evaluators=["netzip"],
                 evaluator_config={"netzip": {"input_shape": list(SHAPE), **FAST, **config}},
             )
@@ -250,3 +250,22 @@ def test_non_torch_model_is_refused(store):
                     evaluator_config={"netzip": {"input_shape": [4]}},
                 )
     mlflow.clear_active_model()
+
+
+def test_joins_an_mlflow_classifier_evaluation(store, model, data):
+    """model_type="classifier" (MLflow's own type) with the netzip evaluator configured: the NetZIP
+    metrics, equal to a direct measurement."""
+    x, y = data
+    uri, _, _ = _log(model, x[:2])
+    _, result = _evaluate(uri, x, y, model_type="classifier")
+    with torch.no_grad():
+        top1 = float((model(x).argmax(1) == y).float().mean())
+    assert result.metrics[keys.TOP1] == pytest.approx(top1)
+    assert keys.MACS in result.metrics and keys.LATENCY_MS in result.metrics
+
+
+def test_classifier_evaluations_without_netzip_config_are_left_alone():
+    assert NetzipEvaluator.can_evaluate(model_type="netzip", evaluator_config={})
+    assert NetzipEvaluator.can_evaluate(model_type="classifier", evaluator_config={"input_shape": [1, 8, 8]})
+    assert not NetzipEvaluator.can_evaluate(model_type="classifier", evaluator_config={})
+    assert not NetzipEvaluator.can_evaluate(model_type="regressor", evaluator_config={"input_shape": [1]})
