@@ -34,12 +34,15 @@ def own_tracking_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         mlflow.set_tracking_uri(uri)
         # the experiment chosen by an earlier test's set_experiment belongs to that test's store
+        # (MLflow's set_experiment also exports it as MLFLOW_EXPERIMENT_ID)
         monkeypatch.setattr(fluent, "_active_experiment_id", None)
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
     yield
     while mlflow.active_run() is not None:
         mlflow.end_run()
     if mine:
         mlflow.set_tracking_uri(SESSION_TRACKING_URI)
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

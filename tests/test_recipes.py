@@ -48,6 +48,21 @@ def test_case_study_1_has_the_papers_recipes(tmp_path: Path) -> None:
     for name in ("gup_r_75", "gup_l1_75", "structured_l1_75"):
         assert by_name[name].params["amount"] == 0.75
     assert by_name["structured_l1_75"].params["target"] == "params"
+    assert by_name["bnn"].technique == "bnn"  # the paper's five: PTQ, QAT, GUP_R, GUP_L1, BNN
+
+
+def test_case_study_3_ranks_binary_variants_against_ptq_and_qat() -> None:
+    spec = load_study(ROOT / "recipes/case_study_3.yaml")
+    assert spec.data.builtin == "mnist" and spec.model.arch == "resnet18"
+    assert spec.report.radar_top_k == 4  # the paper's Fig. 8b: the top four
+    by_name = {r.name: (r.technique, r.params) for r in spec.recipes}
+    assert by_name["ptq"][0] == "ptq" and by_name["qat"][0] == "qat"
+    binary = {name: params for name, (technique, params) in by_name.items() if technique == "bnn"}
+    variants = {(p["scaling"], p["activations"], p["shortcut"]) for p in binary.values()}
+    assert variants == {
+        ("none", "binary", "block"), ("channel", "binary", "block"),
+        ("none", "binary", "layer"), ("none", "float", "block"),
+    }
 
 
 def test_case_study_1_needs_the_image_folder() -> None:
@@ -79,6 +94,13 @@ def _study(*recipes: dict) -> dict:
             "recipes": list(recipes)}
 
 
+def test_report_radar_top_k_is_checked() -> None:
+    study = {**_study({"name": "a", "technique": "fp16"}), "report": {"radar_top_k": 3}}
+    assert validate_study(study).report.radar_top_k == 3
+    with pytest.raises(ConfigError, match="radar_top_k"):
+        validate_study({**_study({"name": "a", "technique": "fp16"}), "report": {"radar_top_k": 0}})
+
+
 STEPS = [{"technique": "prune_structured", "params": {"amount": 0.5}}, {"technique": "ptq"}]
 
 
@@ -103,6 +125,8 @@ STEPS = [{"technique": "prune_structured", "params": {"amount": 0.5}}, {"techniq
          "recipes[0].steps[0].when", "unknown key"),
         ({"name": "a", "technique": "distill", "params": {"alpha": 2}}, "recipes[0].params.alpha",
          "[0, 1]"),
+        ({"name": "a", "technique": "bnn", "params": {"activations": "ternary"}},
+         "recipes[0].params.activations", "binary, float"),
     ],
 )
 def test_recipe_errors_name_the_field(recipe: dict, field: str, words: str) -> None:
@@ -172,11 +196,12 @@ def test_case_study_1_runs_on_a_tiny_image_folder(tmp_path: Path, tracking: str)
         **QUICK, "data.path": str(folder), "data.image_size": 16, "data.batch_size": 8,
         "recipes.0.params.calibration_batches": 2, "recipes.1.params.epochs": 1,
         "recipes.4.params.finetune_epochs": 1, "recipes.4.params.amount": 0.5,
+        "recipes.5.params.epochs": 1,
     }
     result = run_study(ROOT / "recipes/case_study_1.yaml", overrides, progress=False)
     assert not result.failed, [(o.recipe, o.error) for o in result.failed]
     runs = _runs(tracking, "netzip-case-study-1")
-    assert {"ptq", "qat", "gup_r_75", "gup_l1_75", "structured_l1_75"} <= set(runs)
+    assert {"ptq", "qat", "gup_r_75", "gup_l1_75", "structured_l1_75", "bnn"} <= set(runs)
     gup = runs["gup_l1_75"]
     assert float(gup.data.params["result.sparsity_achieved"]) == pytest.approx(0.75, abs=0.01)
     # size/sparsity counts every parameter (BatchNorm, biases); only Conv/Linear weights are pruned
@@ -187,7 +212,9 @@ def test_case_study_1_runs_on_a_tiny_image_folder(tmp_path: Path, tracking: str)
     structured = runs["structured_l1_75"].data.metrics[keys.PARAMS]
     assert structured < runs["baseline"].data.metrics[keys.PARAMS]
     assert "finetune/loss" in runs["qat"].data.metrics
-    assert result.leaderboard is not None and len(result.leaderboard) == 5
+    assert keys.TAG_LATENCY_KERNELS in runs["bnn"].data.tags
+    assert runs["bnn"].data.metrics[keys.CHATS] < runs["ptq"].data.metrics[keys.CHATS]
+    assert result.leaderboard is not None and len(result.leaderboard) == 6
 
 
 @pytest.mark.slow
@@ -208,3 +235,62 @@ def test_deep_compression_runs_pipelines_and_distillation(tmp_path: Path, tracki
     assert int(chain.data.params["result.step3.quantized_layers"]) >= 3
     distilled = runs["distill_half_width"]
     assert distilled.data.metrics[keys.PARAMS] < runs["baseline"].data.metrics[keys.PARAMS]
+
+
+def test_case_study_2_has_the_papers_runtimes() -> None:
+    spec = load_study(ROOT / "recipes/case_study_2.yaml")
+    kinds = {
+        r.name: (r.technique, r.params.get("quantize")) for r in spec.recipes if r.technique != "pipeline"
+    }
+    assert kinds == {
+        "torch_ptq_int8": ("ptq", None), "onnx_fp32": ("onnx", "none"), "onnx_int8": ("onnx", "int8"),
+        "openvino_fp32": ("openvino", "none"), "openvino_int8": ("openvino", "int8"),
+    }
+    last_steps = {r.params["steps"][-1]["technique"] for r in spec.recipes if r.technique == "pipeline"}
+    assert last_steps == {"ptq", "onnx", "openvino"}
+    assert spec.data.builtin == "mnist" and spec.model.arch == "resnet18"
+
+
+@pytest.mark.slow
+def test_case_study_2_runs_and_a_failed_export_fails_only_its_run(
+    tmp_path: Path, tracking: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("openvino")
+    import torch.onnx
+
+    real_export = torch.onnx.export
+
+    def export(*args, **kwargs):  # the recipe asking for opset 16 hits an unexportable operator
+        if kwargs.get("opset_version") == 16:
+            raise torch.onnx.errors.UnsupportedOperatorError("aten::fft_fft2", 16, None)
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", export)
+    overrides = {
+        **QUICK, "data.builtin": "digits", "data.limit": 300, "data.batch_size": 32,
+        "recipes.0.params.calibration_batches": 2, "recipes.2.params.calibration_batches": 2,
+        "recipes.4.params.calibration_batches": 2,
+    }
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "recipes/case_study_2.yaml").read_text())
+    raw["recipes"].append({"name": "unexportable", "technique": "onnx", "params": {"opset": 16}})
+    study = tmp_path / "case_study_2.yaml"
+    study.write_text(yaml.safe_dump(raw))
+    result = run_study(study, overrides, progress=False)
+    assert [(o.recipe, o.status) for o in result.failed] == [("unexportable", "FAILED")]
+    assert "aten::fft_fft2" in result.failed[0].error
+    runs = _runs(tracking, "netzip-case-study-2")
+    assert runs["unexportable"].info.status == "FAILED"
+    assert "aten::fft_fft2" in runs["unexportable"].data.tags[keys.TAG_ERROR]
+    runtimes = {name: run.data.tags.get(keys.TAG_RUNTIME) for name, run in runs.items() if name != "unexportable"}
+    assert runtimes["baseline"] == runtimes["torch_ptq_int8"] == runtimes["structured75_ft_ptq"] == "torch"
+    assert runtimes["onnx_int8"] == runtimes["structured75_ft_onnx_int8"] == "onnxruntime"
+    assert runtimes["openvino_fp32"] == runtimes["structured75_ft_openvino_int8"] == "openvino"
+    ptq, onnx_int8 = runs["torch_ptq_int8"].data.metrics, runs["onnx_int8"].data.metrics
+    assert onnx_int8[keys.CHATS] == ptq[keys.CHATS] and onnx_int8[keys.MACS] == ptq[keys.MACS]
+    assert keys.OCS in onnx_int8  # ratios against the torch fp32 baseline
+    assert runs["openvino_int8"].data.tags[keys.TAG_SW_PREFIX + "openvino"]
+    table = result.leaderboard
+    assert set(table["runtime"]) == {"torch", "onnxruntime", "openvino"}

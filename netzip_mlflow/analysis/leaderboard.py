@@ -53,6 +53,7 @@ TAG_COLUMNS: dict[str, str] = {
     "study": keys.TAG_STUDY,
     "recipe": keys.TAG_RECIPE,
     "technique": keys.TAG_TECHNIQUE,
+    "runtime": keys.TAG_RUNTIME,
     "hardware": TAG_HW_ID,
     "cpu": TAG_HW_CPU,
     "baseline_run_id": keys.TAG_BASELINE_RUN,
@@ -398,7 +399,8 @@ def leaderboard(
 
     Returns:
         One row per compressed run: ``rank``, ``run_id``, ``status``, ``study``, ``recipe``,
-        ``technique``, ``hardware`` (hw id), ``cpu``, ``baseline_run_id``, the four ``ratio/*``
+        ``technique``, ``runtime`` (``netzip.runtime``: torch, onnxruntime, openvino; blank for runs
+        logged before runtimes were recorded), ``hardware`` (hw id), ``cpu``, ``baseline_run_id``, the four ``ratio/*``
         columns and ``ocs``, raw metrics under their keys (``accuracy/top1`` fraction,
         ``speed/latency_ms`` ms, ``speed/chats`` MAC-bits, ``size/disk_mb`` MB, ``size/params``,
         ``energy/joules_per_sample`` J, ``cie/impacted_classes`` when logged), ``pareto_latency``
@@ -445,7 +447,7 @@ def _fetch(
 
 
 def _column_order(frame: pd.DataFrame) -> list[str]:
-    first = ["rank", "run_id", "status", "study", "recipe", "technique", "hardware", "cpu"]
+    first = ["rank", "run_id", "status", "study", "recipe", "technique", "runtime", "hardware", "cpu"]
     last = ["baseline_run_id", *PARETO_COLUMNS, "note", "error"]
     middle = [c for c in frame.columns if c not in first and c not in last]
     return first + middle + last
@@ -532,3 +534,43 @@ def leaderboard_by_hardware(
         ratio_config=ratio_config, tracking_uri=tracking_uri,
     )
     return pivot_by_hardware(frame, values)
+
+
+RUNTIME_VALUES: tuple[str, ...] = (keys.OCS, keys.LATENCY_MS, keys.RATIO_SPEEDUP, keys.DISK_MB, keys.TOP1)
+"""Default columns of :func:`pivot_by_runtime`."""
+
+
+def pivot_by_runtime(frame: pd.DataFrame, values: Sequence[str] = RUNTIME_VALUES) -> pd.DataFrame:
+    """The best run (highest OCS) of each runtime on each machine, one row each.
+
+    Index: ``(hardware label, runtime)``; columns: ``recipe``, ``technique`` and ``values`` (those
+    present in ``frame``). Rows are ordered by OCS, best first, within each machine. Runs without a
+    ``netzip.runtime`` tag are grouped under ``"unrecorded"``.
+    """
+    columns = [v for v in values if v in frame.columns]
+    ranked = frame[~frame["status"].isin(FAILED_STATUSES)].assign(
+        hw_label=hardware_label, runtime=frame["runtime"].fillna("unrecorded")
+    )
+    best = ranked.sort_values(keys.OCS, ascending=False, na_position="last", kind="stable")
+    best = best.drop_duplicates(["hw_label", "runtime"], keep="first")
+    table = best.set_index(["hw_label", "runtime"])[["recipe", "technique", *columns]]
+    table.index.names = ["hardware", "runtime"]
+    return table
+
+
+def leaderboard_by_runtime(
+    experiment: str | list[str],
+    study: str | None = None,
+    technique: str | None = None,
+    ratio_config: RatioConfig | None = None,
+    tracking_uri: str | None = None,
+    values: Sequence[str] = RUNTIME_VALUES,
+    hardware: str | None = None,
+) -> pd.DataFrame:
+    """The best recipe of each deployment runtime (the paper's case study 2 comparison); see
+    :func:`pivot_by_runtime`. Ratios are against the study's baseline (PyTorch float32)."""
+    frame = leaderboard(
+        experiment, study=study, technique=technique, hardware=hardware,
+        ratio_config=ratio_config, tracking_uri=tracking_uri,
+    )
+    return pivot_by_runtime(frame, values)

@@ -94,7 +94,9 @@ def _build_parser() -> argparse.ArgumentParser:
     board.add_argument("--sort", default="ocs")
     board.add_argument("--format", default="table", choices=["table", "csv", "markdown", "json", "html"])
     board.add_argument("--include-failed", action="store_true")
-    board.add_argument("--by", choices=["hardware"], help="show recipes across machines side by side")
+    board.add_argument("--by", choices=["hardware", "runtime"],
+                       help="hardware: recipes across machines side by side; runtime: the best run of "
+                            "each runtime (torch, onnxruntime, openvino)")
     _ratio_args(board)
 
     plot = sub.add_parser("plot", help="write the radar, OCS bar and bubble plots as PNG files")
@@ -170,12 +172,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
-    from netzip_mlflow.analysis.leaderboard import leaderboard, leaderboard_by_hardware
+    from netzip_mlflow.analysis.leaderboard import leaderboard, leaderboard_by_hardware, leaderboard_by_runtime
     from netzip_mlflow.analysis.render import print_table, render
 
     kwargs = dict(study=args.study, technique=args.technique, hardware=args.hardware, ratio_config=_ratio_config(args))
     if args.by == "hardware":
         board = leaderboard_by_hardware(args.experiment, **kwargs)
+    elif args.by == "runtime":
+        board = leaderboard_by_runtime(args.experiment, **kwargs)
     else:
         board = leaderboard(args.experiment, sort=args.sort, include_failed=args.include_failed, **kwargs)
     if args.format == "table":

@@ -7,7 +7,17 @@ never import each other in a loop.
 
 from __future__ import annotations
 
-from netzip_mlflow.compression import distill, finetune, nni_adapter, pipeline, pruning, quantization, structured
+from netzip_mlflow.compression import (
+    bnn,
+    distill,
+    export,
+    finetune,
+    nni_adapter,
+    pipeline,
+    pruning,
+    quantization,
+    structured,
+)
 from netzip_mlflow.compression.registry import register_technique
 from netzip_mlflow.compression.spec import TechniqueSpec
 
@@ -17,7 +27,9 @@ BUILTIN_TECHNIQUES: tuple[TechniqueSpec, ...] = (
     *structured.TECHNIQUES,
     *finetune.TECHNIQUES,
     *distill.TECHNIQUES,
+    *bnn.TECHNIQUES,
     *nni_adapter.TECHNIQUES,
+    *export.TECHNIQUES,
     pipeline.PIPELINE_SPEC,
 )
 

@@ -192,11 +192,13 @@ def train_for_technique(
     hooks: TrainingHooks,
     technique: str,
     prefix: str,
+    weight_decay: float | None = None,
 ) -> dict[str, float | int]:
     """Train ``model`` with the shared loop for ``epochs``, with ``params``' lr and optimizer.
 
     Args:
         prefix: names the info entries, e.g. ``"finetune"`` gives ``finetune_epochs``.
+        weight_decay: the optimizer's L2 penalty (``None``: the loop's default).
 
     Returns:
         Info entries: ``<prefix>_epochs`` and, when trained, the last epoch's ``<prefix>_loss``
@@ -209,9 +211,10 @@ def train_for_technique(
     if epochs == 0:
         return info
     data = require_data(data, technique, f"to train ({prefix} epochs > 0)")
+    decay = {} if weight_decay is None else {"weight_decay": weight_decay}
     history = train(
         model, data, epochs, float(params["lr"]), optimizer=str(params["optimizer"]),
-        on_epoch_end=hooks.on_epoch_end, progress=hooks.progress,
+        on_epoch_end=hooks.on_epoch_end, progress=hooks.progress, **decay,
     )
     info.update({f"{prefix}_{key}": value for key, value in history[-1].items()})
     return info

@@ -125,6 +125,7 @@ def _apply_pipeline(
         "steps": "+".join(step["technique"] for step in steps),
         "pipeline_steps": len(steps),
     }
+    tags: dict[str, str] = {}
     for number, step in enumerate(steps, start=1):
         spec = get_technique(step["technique"])
         result = apply_technique(
@@ -133,7 +134,8 @@ def _apply_pipeline(
         model = result.model
         info[f"step{number}.technique"] = spec.name
         info.update({f"step{number}.{key}": value for key, value in result.info.items()})
-    return CompressionResult(model, info)
+        tags.update(result.tags)
+    return CompressionResult(model, info, tags)
 
 
 @dataclass(frozen=True)

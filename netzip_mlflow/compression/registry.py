@@ -4,7 +4,8 @@ The store knows no technique itself. On first use it loads its providers, in thi
 
 1. the built-in techniques (:mod:`netzip_mlflow.compression.builtins`; names are a contract:
    ``ptq``, ``ptq_dynamic``, ``fp16``, ``qat``, ``prune_unstructured``, ``prune_structured``, and
-   ``finetune``, ``distill``, ``nni``, ``pipeline``);
+   ``finetune``, ``distill``, ``bnn``, ``nni``, ``pipeline``, and ``onnx`` / ``openvino`` (the model
+   exported to a deployment runtime, float32 or int8; see :mod:`netzip_mlflow.compression.export`));
 2. every entry point of the group ``netzip_mlflow.techniques`` (:data:`ENTRY_POINT_GROUP`), the way
    MLflow finds evaluators: a third-party package declares, e.g. in its ``pyproject.toml``::
 

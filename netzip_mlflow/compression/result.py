@@ -19,7 +19,10 @@ class CompressionResult:
         info: facts worth logging as MLflow params or tags (which layers changed, the ratio found,
             the sparsity achieved, how many calibration batches were used...). Values are plain
             numbers or strings; fractions are in 0-1, counts are plain integers.
+        tags: MLflow tags (keys from :mod:`netzip_mlflow.tracking.keys`) a study sets on the
+            recipe's run, e.g. ``netzip.latency.kernels`` for a binarized model.
     """
 
     model: nn.Module
     info: dict[str, InfoValue] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)

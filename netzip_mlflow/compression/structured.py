@@ -11,6 +11,11 @@ macs``); the channel ``pruning_ratio`` that reaches it is found by bisection, ea
 fresh copy and measuring it with ``tp.utils.count_ops_and_params`` (MACs per sample). The chosen
 model is the trial whose reduction is at least ``amount`` and closest to it. The network's output
 layer (the last Conv/Linear to run: the classifier) is never pruned, so ``num_classes`` is kept.
+
+``round_to`` keeps every pruned layer's channel count a multiple of it (torch-pruning's
+``round_to``): odd counts such as 37 channels leave the vectorised conv kernels (oneDNN, MLAS) on
+their slow remainder paths. The default, :data:`ROUND_TO`, was chosen by measurement
+(bench/README.md, "Deployment runtimes").
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ from netzip_mlflow.compression.spec import (
 )
 from netzip_mlflow.errors import CompressionError
 from netzip_mlflow.models.training import iter_batches
+
+#: default ``round_to`` (bench/README.md, "Deployment runtimes").
+ROUND_TO = 8
 
 _IMPORTANCES: dict[str, Callable[[], tp.importance.Importance]] = {
     "random": tp.importance.RandomImportance,
@@ -119,6 +127,7 @@ class _Pruner:
     ignored_name: str
     grad_batch: tuple[torch.Tensor, torch.Tensor] | None
     kept: tuple[str, ...] = ()  # modules never pruned, with everything inside them
+    round_to: int = 1  # pruned channel counts kept a multiple of this (1: any count)
 
     def trial(self, ratio: float) -> _Trial:
         model = copy.deepcopy(self.model)
@@ -129,6 +138,7 @@ class _Pruner:
             pruner = tp.pruner.BasePruner(
                 model, self.example_inputs[:1], importance=_IMPORTANCES[self.importance](),
                 global_pruning=True, pruning_ratio=ratio, ignored_layers=ignored,
+                round_to=self.round_to if self.round_to > 1 else None,
             )
             if self.grad_batch is not None:
                 _taylor_gradients(model, self.grad_batch)
@@ -207,7 +217,7 @@ def _prune_structured(
     kept = _kept_modules(model, str(params["ignored_layers"]))
     pruner = _Pruner(
         model, example_inputs, importance, int(params["seed"]), str(params["target"]),
-        _measure(model, example_inputs), ignored_name, grad_batch, kept,
+        _measure(model, example_inputs), ignored_name, grad_batch, kept, int(params["round_to"]),
     )
     best, trials = _search(pruner, float(params["amount"]), float(params["tolerance"]))
     pruned = best.model
@@ -215,6 +225,7 @@ def _prune_structured(
         "importance": importance,
         "target": pruner.target,
         "channel_ratio": best.ratio,
+        "round_to": pruner.round_to,
         "search_trials": trials,
         "ignored_layers": ",".join((ignored_name, *kept)),
         "params_before": pruner.base[1],
@@ -247,6 +258,8 @@ PRUNE_STRUCTURED = TechniqueSpec(
                   low=0.0, high=1.0, low_inclusive=False),
         ParamSpec("ignored_layers", str, "", "comma-separated module names never pruned, with "
                   "everything inside them (e.g. backbone.fpn,rpn,roi_heads keeps a detector's heads)"),
+        ParamSpec("round_to", int, ROUND_TO, "keep each pruned layer's channel count a multiple of "
+                  "this, so vectorised kernels stay on their fast path (1: any count)", low=1),
         epochs_param("finetune_epochs", 0, "fine-tuning epochs after pruning"),
         LR,
         OPTIMIZER,

@@ -182,6 +182,12 @@ class RecipeSpec(_Strict):
         return {**rest, "technique": "pipeline", "params": {"steps": raw["steps"]}}
 
 
+class ReportSpec(_Strict):
+    """What the study run's plots show."""
+
+    radar_top_k: int = Field(5, ge=1, description="recipes (best OCS first) drawn on the radar plot")
+
+
 class ExecutorSpec(_Strict):
     """Where recipes run: ``local`` (one after another in this process) or on a ``ray`` cluster."""
 
@@ -201,6 +207,7 @@ class StudySpec(_Strict):
     evaluation: EvaluationSpec = EvaluationSpec()
     recipes: list[RecipeSpec] = Field(min_length=1)
     executor: ExecutorSpec = ExecutorSpec()
+    report: ReportSpec = ReportSpec()
 
     @model_validator(mode="after")
     def _unique_recipe_names(self) -> StudySpec:
@@ -260,7 +267,19 @@ DETECTION_NOT_APPLICABLE: dict[str, str] = {
         "classification loop (cross-entropy on logits); a detector cannot be traced and trains on a "
         "dict of losses"
     ),
+    "bnn": (
+        "binarization trains the model with the classification loop (cross-entropy on logits); a "
+        "detector trains on a dict of losses"
+    ),
 }
+_EXPORT_REASON = (
+    "a netzip runtime model takes one batch tensor and returns class logits; running a torchvision "
+    "detector (a list of images in, per-image box dicts out of data-dependent region proposals and "
+    "NMS) through an ONNX Runtime or OpenVINO session and scoring it is not implemented"
+)
+RUNTIME_TECHNIQUES = ("onnx", "openvino")
+DETECTION_NOT_APPLICABLE["onnx"] = _EXPORT_REASON
+DETECTION_NOT_APPLICABLE["openvino"] = _EXPORT_REASON
 DETECTION_TECHNIQUES = ("ptq_dynamic", "fp16", "prune_unstructured", "prune_structured")
 
 
@@ -271,6 +290,18 @@ def task_recipe_problem(
 
     Field names are relative to the recipe (``technique``, ``params.finetune_epochs``).
     """
+    if technique == "pipeline":
+        for index, step in enumerate(params.get("steps", [])):
+            problem = task_recipe_problem(task, step["technique"], step["params"], device)
+            if problem is not None:
+                return (f"steps[{index}].{problem[0]}", problem[1], problem[2])
+        return None
+    if technique in RUNTIME_TECHNIQUES and device != "cpu":
+        return (
+            "technique",
+            f"{technique!r} runs the model in a CPU runtime, but the study evaluates on {device}",
+            "set evaluation.device: cpu for a study with onnx or openvino recipes",
+        )
     if task != "detection":
         return None
     if technique == "fp16" and not device.startswith("cuda"):

@@ -26,6 +26,7 @@ from netzip_mlflow.data.batches import Batch
 from netzip_mlflow.errors import ConfigError
 from netzip_mlflow.evaluation.accuracy import agreement, model_input
 from netzip_mlflow.evaluation.classification import ClassificationTask
+from netzip_mlflow.evaluation.deployed import TORCH_RUNTIME, TORCH_THREAD_OPTION, DeployedModel
 from netzip_mlflow.evaluation.detection import DetectionTask
 from netzip_mlflow.evaluation.ops import count_ops
 from netzip_mlflow.evaluation.report import BaselineFacts, EvaluationReport
@@ -118,6 +119,15 @@ def compare(report: EvaluationReport, baseline: EvaluationReport | BaselineFacts
     report.tags[keys.TAG_MISSING_RATIOS] = ",".join(result.missing) or "none"
 
 
+def runtime_tags(model: nn.Module) -> dict[str, str]:
+    """``netzip.runtime`` (torch, onnxruntime, openvino), the option that fixed its threads and,
+    for a deployment runtime, its version as ``netzip.sw.<runtime>`` (torch's is a context tag)."""
+    if not isinstance(model, DeployedModel):
+        return {keys.TAG_RUNTIME: TORCH_RUNTIME, keys.TAG_RUNTIME_THREAD_OPTION: TORCH_THREAD_OPTION}
+    name, version, option = model.runtime_facts()
+    return {keys.TAG_RUNTIME: name, keys.TAG_RUNTIME_THREAD_OPTION: option, keys.TAG_SW_PREFIX + name: version}
+
+
 def measure(
     model: nn.Module,
     data: Iterable[Batch] | Dataset | Any,
@@ -130,7 +140,12 @@ def measure(
     Args:
         model: a PyTorch classifier returning (batch, classes) logits, or for ``"detection"`` a
             torchvision-style detector (eval forward: one boxes/labels/scores dict per image). It is
-            moved to ``config.device`` and put in eval mode, otherwise not modified.
+            moved to ``config.device`` and put in eval mode, otherwise not modified. A model
+            exported by the ``onnx``/``openvino`` techniques (a
+            :class:`~netzip_mlflow.evaluation.deployed.DeployedModel`) is measured through its
+            runtime's session: accuracy and latency from the session, threads set by the runtime's
+            own option, MACs of the source model, CHATS from the runtime graph's bit-widths, disk
+            size of the files that ship.
         data: a ``DataLoader`` / iterable of ``(inputs, targets)`` batches, or a ``Dataset``
             (detection: targets are lists of boxes/labels dicts, see ``netzip_mlflow.data.detection``).
         task: a registered task strategy (``"classification"``, ``"detection"``).
@@ -145,16 +160,17 @@ def measure(
     sample = _sample(found.first_inputs, config.batch_size, model, config.device)
 
     metrics = dict(found.metrics)
-    ops = count_ops(model, sample[:1])
+    deployed = isinstance(model, DeployedModel)
+    ops = model.ops_report() if deployed else count_ops(model, sample[:1])
     metrics.update(ops.as_metrics())
-    metrics.update(model_size(model).as_metrics())
+    metrics.update((model.size_report() if deployed else model_size(model)).as_metrics())
 
     settings = RuntimeSettings(config.latency, config.threads, config.device, config.idle_s, config.power_log)
     measure_fn = measure_runtime_isolated if config.isolate else measure_runtime
     runtime = measure_fn(model, sample, settings)
     metrics.update(runtime.metrics)
 
-    tags = {**hardware_tags(), **runtime.tags, keys.TAG_TASK: strategy.name}
+    tags = {**hardware_tags(), **runtime.tags, **runtime_tags(model), keys.TAG_TASK: strategy.name}
     params = {
         "eval.batch_size": config.batch_size,
         "eval.threads": config.threads,

@@ -137,6 +137,17 @@ class OpsReport:
     chats_effective: float
     per_layer: list[LayerOps]
 
+    @classmethod
+    def from_layers(cls, per_layer: list[LayerOps]) -> OpsReport:
+        """The totals of ``per_layer``: Σ MACs, Σ effective MACs, Σ MACs × bits, Σ effective × bits."""
+        return cls(
+            macs=sum(layer.macs for layer in per_layer),
+            macs_effective=sum(layer.macs_effective for layer in per_layer),
+            chats=sum(layer.macs * layer.bits for layer in per_layer),
+            chats_effective=sum(layer.macs_effective * layer.bits for layer in per_layer),
+            per_layer=per_layer,
+        )
+
     def as_metrics(self) -> dict[str, float]:
         """``speed/macs``, ``speed/macs_effective``, ``speed/chats``, ``speed/chats_effective``."""
         return {
@@ -180,13 +191,7 @@ def count_ops(
         for name, module in named_modules(model)
         if name in layers or counter.flops.get(name)
     ]
-    return OpsReport(
-        macs=sum(layer.macs for layer in per_layer),
-        macs_effective=sum(layer.macs_effective for layer in per_layer),
-        chats=sum(layer.macs * layer.bits for layer in per_layer),
-        chats_effective=sum(layer.macs_effective * layer.bits for layer in per_layer),
-        per_layer=per_layer,
-    )
+    return OpsReport.from_layers(per_layer)
 
 
 def recurrent_macs(module: nn.Module, inputs: torch.Tensor | PackedSequence) -> int:

@@ -24,6 +24,7 @@ from torch import nn
 
 from netzip_mlflow import model_pickle
 from netzip_mlflow.errors import MeasurementError
+from netzip_mlflow.evaluation.deployed import DeployedModel
 from netzip_mlflow.evaluation.energy import EnergyWindow, best_meter, measure_idle_power
 from netzip_mlflow.evaluation.latency import CudaEventTimer, LatencySettings, measure_latency
 from netzip_mlflow.evaluation.resources import ResourceMonitor
@@ -74,6 +75,8 @@ def measure_runtime(
     """
     threads_before = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
+    if isinstance(model, DeployedModel):  # threads through the runtime's own option
+        model.set_threads(settings.threads)
     try:
         return _measure(model, sample, settings, anon_before_bytes)
     finally:
@@ -103,7 +106,8 @@ def _measure(
     result.metrics.update(monitor.result().as_metrics())
     result.tags[keys.TAG_LATENCY_TARGET_MET] = str(latency.target_met).lower()
     result.tags[keys.TAG_LATENCY_TIMER] = "cuda-events" if timer is not None else "perf_counter"
-    result.tags[keys.TAG_RUNTIME_THREADS] = str(torch.get_num_threads())
+    threads = model.session_threads() if isinstance(model, DeployedModel) else torch.get_num_threads()
+    result.tags[keys.TAG_RUNTIME_THREADS] = str(threads)
     result.tags[keys.TAG_RUNTIME_ISOLATED] = "false"
     if meter is not None:
         energy = window.result(n_samples=latency.calls * batch, idle_power_w=idle)
@@ -128,8 +132,11 @@ def code_modules(model: nn.Module) -> list[str]:
     """The importable modules defining the classes of ``model``'s modules (e.g.
     ``torchvision.models.resnet``), which the worker imports *before* it reads its baseline RSS:
     the memory of importing a model's code (torchvision alone is about 170 MB) is not the model's
-    footprint. Classes defined in ``__main__`` travel by value and are left out."""
+    footprint (for a runtime model: the runtime's library, e.g. onnxruntime). Classes defined in
+    ``__main__`` travel by value and are left out."""
     names = {type(module).__module__ for module in model.modules()}
+    if isinstance(model, DeployedModel):
+        names.update(model.runtime_code_modules())
     return sorted(name for name in names if name != "__main__" and name in sys.modules)
 
 

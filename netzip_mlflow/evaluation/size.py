@@ -50,6 +50,18 @@ class SizeReport:
     params_nonzero: int
     sparsity: float
 
+    @classmethod
+    def of(cls, data: bytes, params: int, params_nonzero: int) -> SizeReport:
+        """The report of a model whose shipped bytes are ``data`` (gzip -9 measured here)."""
+        return cls(
+            disk_bytes=len(data),
+            disk_mb=len(data) / BYTES_PER_MB,
+            disk_mb_gzip=len(gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)) / BYTES_PER_MB,
+            params=params,
+            params_nonzero=params_nonzero,
+            sparsity=1.0 - params_nonzero / params if params else 0.0,
+        )
+
     def as_metrics(self) -> dict[str, float]:
         """The ``size/*`` metrics, keyed by the constants of :mod:`netzip_mlflow.tracking.keys`."""
         return {
@@ -64,17 +76,13 @@ class SizeReport:
 def model_size(model: nn.Module) -> SizeReport:
     """Measure ``model``: serialized ``state_dict`` size (plain, gzip -9) and parameter counts."""
     data = serialized_state_dict(model)
+    return SizeReport.of(data, *param_counts(model))
+
+
+def param_counts(model: nn.Module) -> tuple[int, int]:
+    """Weight and bias elements of ``model``'s layers (each tied tensor once), and those not zero."""
     tensors = unique_tensors(list(iter_layer_tensors(model)))
-    params = sum(t.numel() for t in tensors)
-    nonzero = sum(count_nonzero(t) for t in tensors)
-    return SizeReport(
-        disk_bytes=len(data),
-        disk_mb=len(data) / BYTES_PER_MB,
-        disk_mb_gzip=len(gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)) / BYTES_PER_MB,
-        params=params,
-        params_nonzero=nonzero,
-        sparsity=1.0 - nonzero / params if params else 0.0,
-    )
+    return sum(t.numel() for t in tensors), sum(count_nonzero(t) for t in tensors)
 
 
 def serialized_state_dict(model: nn.Module) -> bytes:

@@ -15,6 +15,9 @@ its children. The tensors a layer owns are:
   and ``get_bias()``;
 * fp16 dynamic quantized modules unpack their fp16 weights as fp32: they count as the fp16 they
   store;
+* modules that store their weights in a format of their own (the bit-packed binary layers of
+  ``bnn``) describe them: ``netzip_layer_tensors()`` returns the dense weight and bias tensors and
+  the class attribute ``netzip_weight_bits`` gives the weights' bit-width (1 for binary weights);
 * every other module: its direct ``nn.Parameter`` s (``recurse=False``). A tensor pruned with
   ``torch.nn.utils.prune`` (``X_orig`` parameter with an ``X_mask`` buffer) counts as the masked
   ``X_orig * X_mask``; a tensor under ``torch.nn.utils.parametrize`` counts as its computed value;
@@ -44,6 +47,8 @@ from torch.nn.utils import parametrize
 ROOT_NAME = "(model)"
 """Name given to the model itself when it owns tensors or does MACs in its own ``forward``."""
 
+_DECLARED_BITS = "netzip_weight_bits"
+_DECLARED_TENSORS = "netzip_layer_tensors"
 _PRUNE_ORIG_SUFFIX = "_orig"
 _PRUNE_MASK_SUFFIX = "_mask"
 _SUB_BYTE_BITS = {torch.quint4x2: 4, torch.quint2x4: 2}
@@ -81,7 +86,11 @@ class LayerTensors:
 
     @property
     def bits(self) -> int:
-        """Bit-width of the weights (the widest if they differ; of the biases if it has none)."""
+        """Bit-width of the weights (the widest if they differ; of the biases if it has none);
+        a module's own ``netzip_weight_bits`` when it declares one and has weights."""
+        declared = getattr(self.module, _DECLARED_BITS, None)
+        if declared is not None and self.weights:
+            return int(declared)
         return max(dtype_bits(t.dtype) for t in (self.weights or self.biases))
 
     @property
@@ -157,6 +166,9 @@ def unique_tensors(layers: list[LayerTensors]) -> list[torch.Tensor]:
 def _own_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
     if isinstance(module, parametrize.ParametrizationList):
         return {}
+    declared = getattr(module, _DECLARED_TENSORS, None)
+    if callable(declared):
+        return {n: t for n, t in declared().items() if t is not None}
     if isinstance(module, (DynamicRNNBase, DynamicRNNCellBase)):
         tensors = {**module.get_weight(), **module.get_bias()}
     elif _is_packed(module):

@@ -33,7 +33,7 @@ from netzip_mlflow.tracking.retry import retry_locked
 from netzip_mlflow.study.system_metrics import system_metrics
 from netzip_mlflow.tracking import keys
 from netzip_mlflow.tracking.context import start_run
-from netzip_mlflow.tracking.model_logging import log_torch_model
+from netzip_mlflow.tracking.model_logging import log_model
 from netzip_mlflow.tracking.uri import mask_credentials
 
 log = logging.getLogger(__name__)
@@ -145,11 +145,13 @@ def run_recipe(
                     example_inputs=example_inputs(data), on_epoch_end=epoch_logger("finetune"),
                 )
             retry_locked(mlflow.log_params, flat_params("result.", result.info))
+            if result.tags:
+                retry_locked(mlflow.set_tags, result.tags)
             if spec.task != "detection":  # detectors return per-image box lists, checked by their metrics
                 inputs, labels = first_batch(data.test)
                 check_model_outputs(result.model, inputs, labels, len(data.split.classes), f"recipe {recipe.name!r}")
             report = evaluate(result.model, data.test, spec.task, config, baseline=base_report, log_to_mlflow=True)
-            retry_locked(log_torch_model, result.model, example_inputs(data))
+            retry_locked(log_model, result.model, example_inputs(data))
         except KeyboardInterrupt:
             end_interrupted()
             raise

@@ -71,7 +71,7 @@ def log_leaderboard(spec: StudySpec, run_ids: set[str] | None = None, notes: lis
         _note(notes, f"no plots: {missing}")
         return board
     try:
-        _log_plots(board, base, referenced)
+        _log_plots(board, base, referenced, spec.report.radar_top_k)
     except Exception as exc:  # noqa: BLE001 - the runs are logged; a plot must not fail the study
         _note(notes, f"plots incomplete: {error_message(exc)}")
     return board
@@ -95,7 +95,7 @@ def no_finite_ocs(board: pd.DataFrame, base: pd.DataFrame, performance: str) -> 
     return f"{reason}: no recipe has {', '.join(absent)}" if absent else reason
 
 
-def _log_plots(board: pd.DataFrame, base: pd.DataFrame, referenced: pd.DataFrame) -> None:
+def _log_plots(board: pd.DataFrame, base: pd.DataFrame, referenced: pd.DataFrame, radar_top_k: int) -> None:
     """The radar, OCS bar and bubble plots (and the sparsity sweep) as artifacts of the study run."""
     import tempfile
 
@@ -104,7 +104,7 @@ def _log_plots(board: pd.DataFrame, base: pd.DataFrame, referenced: pd.DataFrame
 
     star = referenced.iloc[0] if not referenced.empty else None  # the baseline of the bubble plot
     figures = {
-        "radar": radar_plot(board),
+        "radar": radar_plot(board, top_k=radar_top_k),
         "ocs_bars": ocs_bar_plot(board),
         "accuracy_latency_bubbles": bubble_plot(board, baseline=star),
     }

@@ -21,7 +21,7 @@ def test_every_technique_and_parameter_is_listed(monkeypatch: pytest.MonkeyPatch
         for param in spec.params:
             assert f"{param.name}:" in text, (spec.name, param.name)
     for name in ("ptq", "ptq_dynamic", "fp16", "qat", "prune_unstructured", "prune_structured",
-                 "finetune", "distill", "nni", "pipeline"):
+                 "finetune", "distill", "bnn", "nni", "pipeline"):
         assert name in text
     assert "default 0.75" in flat
 

@@ -14,8 +14,10 @@ from netzip_mlflow.compression.registry import compress
 from netzip_mlflow.compression.structured import output_layer
 from netzip_mlflow.errors import CompressionError, ConfigError
 
-# Channel granularity of the tiny model: one channel of the second conv is ~3% of the parameters.
+# Channel granularity of the tiny model: one channel of the second conv is ~3% of the parameters
+# when any channel count may be kept (round_to 1; the default keeps multiples of 8).
 GRANULARITY = 0.06
+FINE = {"round_to": 1}
 
 
 def _params(model: nn.Module) -> int:
@@ -59,7 +61,7 @@ def test_params_target_removes_parameters_physically(
     tiny_cnn: nn.Module, batch: torch.Tensor, untouched: Callable, importance: str
 ) -> None:
     check = untouched(tiny_cnn)
-    params = {"amount": 0.5, "target": "params", "importance": importance}
+    params = {"amount": 0.5, "target": "params", "importance": importance, **FINE}
     result = compress(tiny_cnn, "prune_structured", params, example_inputs=batch)
     check()
     before, after = _params(tiny_cnn), _params(result.model)
@@ -82,7 +84,7 @@ def test_macs_target_reduces_macs(
     tiny_cnn: nn.Module, batch: torch.Tensor, untouched: Callable
 ) -> None:
     check = untouched(tiny_cnn)
-    params = {"amount": 0.6, "target": "macs"}
+    params = {"amount": 0.6, "target": "macs", **FINE}
     result = compress(tiny_cnn, "prune_structured", params, example_inputs=batch)
     check()
     before = _conv_linear_macs(tiny_cnn, batch)
@@ -97,7 +99,7 @@ def test_macs_target_reduces_macs(
 
 def test_larger_amount_prunes_more(tiny_cnn: nn.Module, batch: torch.Tensor) -> None:
     sizes = [
-        _params(compress(tiny_cnn, "prune_structured", {"amount": a}, example_inputs=batch).model)
+        _params(compress(tiny_cnn, "prune_structured", {"amount": a, **FINE}, example_inputs=batch).model)
         for a in (0.25, 0.5, 0.75)
     ]
     assert sizes[0] > sizes[1] > sizes[2]
@@ -105,7 +107,7 @@ def test_larger_amount_prunes_more(tiny_cnn: nn.Module, batch: torch.Tensor) -> 
 
 def test_random_importance_is_reproducible(tiny_cnn: nn.Module, batch: torch.Tensor) -> None:
     def kept(seed: int) -> torch.Tensor:
-        params = {"importance": "random", "amount": 0.5, "seed": seed}
+        params = {"importance": "random", "amount": 0.5, "seed": seed, **FINE}
         model = compress(tiny_cnn, "prune_structured", params, example_inputs=batch).model
         return model.features[3].weight.detach()
 
@@ -157,3 +159,15 @@ def test_output_layer_is_the_last_to_run_not_the_last_declared(batch: torch.Tens
 
     name, module = output_layer(HeadFirst(), batch)
     assert name == "head" and isinstance(module, nn.Linear)
+
+
+def test_round_to_keeps_channel_counts_at_a_multiple(tiny_cnn: nn.Module, batch: torch.Tensor) -> None:
+    for round_to in (4, 8):
+        params = {"amount": 0.5, "round_to": round_to}
+        result = compress(tiny_cnn, "prune_structured", params, example_inputs=batch)
+        conv1, conv2 = result.model.features[0], result.model.features[3]
+        assert conv1.out_channels % round_to == 0 and conv2.out_channels % round_to == 0
+        assert conv1.out_channels < 16 or conv2.out_channels < 32  # something was pruned
+        assert result.info["round_to"] == round_to and result.info["param_reduction"] >= 0.5
+    fine = compress(tiny_cnn, "prune_structured", {"amount": 0.5, **FINE}, example_inputs=batch)
+    assert fine.info["round_to"] == 1

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import pytest
 import yaml
 
@@ -85,6 +86,16 @@ def plugin():
         sys.path.remove(str(HERE))
         for spec in netzip_test_plugin.TECHNIQUES:
             registry._REGISTRY.pop(spec.name, None)
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A private SQLite tracking store for one test; yields its URI, restores the previous one."""
+    previous = mlflow.get_tracking_uri()
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(previous)
 
 
 @pytest.fixture

@@ -22,15 +22,6 @@ REPRODUCIBLE = (
 COMPARED_ONLY = (keys.AGREEMENT, keys.RATIO_PERFORMANCE, keys.RATIO_COMPRESSION, keys.CIE_CLASSES, keys.CIE_IMAGES)
 
 
-@pytest.fixture
-def store(tmp_path):
-    previous = mlflow.get_tracking_uri()
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    mlflow.set_tracking_uri(uri)
-    yield uri
-    mlflow.set_tracking_uri(previous)
-
-
 def _metrics(client, result):
     out = {"baseline": client.get_run(result.baseline_run_id).data.metrics}
     for outcome in result.outcomes:

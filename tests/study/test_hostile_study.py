@@ -25,13 +25,6 @@ MLFLOW_LOG = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d [A-Z]+ mlflow[.a-z_]*:
 NO_TRAIN = {"arch": "tiny_cnn", "train": {"epochs": 0}}
 
 
-@pytest.fixture
-def store(tmp_path):
-    previous = mlflow.get_tracking_uri()
-    yield f"sqlite:///{tmp_path}/mlflow.db"
-    mlflow.set_tracking_uri(previous)
-
-
 def _runs(uri: str) -> dict[str, object]:
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(EXPERIMENT)
