@@ -13,7 +13,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip==25.3"
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,energy,detection,demo,nni,ray,server,onnx,openvino]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,energy,detection,demo,nni,ray,server,onnx,openvino,search]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -23,6 +23,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 ui: $(STAMP)
+	@echo "open the link netzip run printed (…/#/experiments/ID/runs?workflowType=machine_learning), or pick Model training top left"
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db
 
 clean:

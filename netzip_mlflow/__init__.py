@@ -10,6 +10,8 @@ The public API (docs/architecture.md, "Layers")::
     impact = nz.class_impact(labels, baseline_pred, compressed_pred)
     board = nz.leaderboard("netzip-quickstart")
     study = nz.run_study("recipes/quickstart.yaml")
+    found = nz.search("recipes/search_quickstart.yaml")        # needs the [search] extra (Optuna)
+    version = nz.promote("netzip-quickstart", "quickstart", model_name="mnist-resnet18")
 
 Names are imported lazily so that MLflow's plugin discovery (which imports this package to read the
 run-context provider) does not pay for torch. ``python -m netzip_mlflow`` runs the ``netzip`` CLI.
@@ -41,6 +43,9 @@ _API = {
     "leaderboard": "netzip_mlflow.analysis.leaderboard",
     "run_study": "netzip_mlflow.study.runner",
     "StudyResult": "netzip_mlflow.study.runner",
+    "search": "netzip_mlflow.search.runner",
+    "SearchResult": "netzip_mlflow.search.runner",
+    "promote": "netzip_mlflow.tracking.promote",
     "load_builtin": "netzip_mlflow.data.builtin",
     "load_image_folder": "netzip_mlflow.data.folder",
     "build_model": "netzip_mlflow.models.zoo",

@@ -184,9 +184,14 @@ def _exemplar_title(row: Any, names: list[str] | None) -> str:
             f"baseline: {name('baseline_pred', 'baseline_name')} "
             f"{mark[int(row['baseline_pred']) == label]}",
             f"compressed: {name('compressed_pred', 'compressed_name')} "
-            f"{mark[int(row['compressed_pred']) == label]}",
+            f"{mark[int(row['compressed_pred']) == label]}{_confidence(row)}",
         )
     )
+
+
+def _confidence(row: Any) -> str:
+    value = row.get("compressed_confidence") if hasattr(row, "get") else None
+    return "" if value is None or value != value else f" ({float(value):.0%})"
 
 
 def plot_exemplar_grid(
@@ -197,6 +202,9 @@ def plot_exemplar_grid(
     max_items: int = 16,
 ) -> Path:
     """Grid of the first ``max_items`` compression-identified exemplars (seed 002 Fig. 4).
+
+    The evaluator orders the exemplars most confident flip first (its ``compressed_confidence``
+    column, shown in the titles), so the grid shows the most informative ones.
 
     ``images`` holds every evaluated sample (N x C x H x W, C = 1 or 3, any float range), in the
     order the predictions were made, so that ``impact.exemplars["index"]`` selects them; or, for

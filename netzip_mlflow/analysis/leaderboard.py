@@ -6,6 +6,11 @@ the same call works against the embedded SQLite store and a shared ``mlflow serv
 re-run: recomputed ratios use the raw metrics each run logged and those of the baseline named by its
 ``netzip.baseline_run_id`` tag, and a baseline measured on other hardware is never used.
 
+Only FINISHED runs whose baseline exists, is not deleted and is FINISHED get a rank; others are
+listed after the ranked rows, unranked, with a ``note`` saying why. Non-finite metrics (±inf) are
+treated as missing. The ``trust`` column carries each run's measurement caveats
+(:mod:`netzip_mlflow.analysis.trust`).
+
 Metric columns of the returned frame are named by their metric keys (``ocs``, ``ratio/speedup``,
 ``speed/latency_ms`` in ms, ``size/disk_mb`` in MB of 10^6 bytes, ...; see
 :mod:`netzip_mlflow.tracking.keys` for every unit).
@@ -24,6 +29,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from netzip_mlflow.analysis.ratios import RATIO_NAMES, RatioConfig, ocs, ratio
+from netzip_mlflow.analysis.trust import trust_notes
 from netzip_mlflow.errors import ConfigError, TrackingError
 from netzip_mlflow.tracking import keys
 from netzip_mlflow.tracking.search import search_all_runs
@@ -43,6 +49,7 @@ RAW_METRICS: tuple[str, ...] = (
     keys.PARAMS,
     keys.PARAMS_NONZERO,
     keys.ENERGY_PER_SAMPLE,
+    keys.CPU_BACKGROUND,
 )
 OPTIONAL_METRICS: tuple[str, ...] = (keys.MAP50, keys.CIE_CLASSES, keys.CIE_IMAGES)
 """Raw metrics that get a column only when at least one run logged them."""
@@ -58,7 +65,15 @@ TAG_COLUMNS: dict[str, str] = {
     "cpu": TAG_HW_CPU,
     "baseline_run_id": keys.TAG_BASELINE_RUN,
     "error": keys.TAG_ERROR,
+    "latency_target_met": keys.TAG_LATENCY_TARGET_MET,
+    "energy_meter": keys.TAG_ENERGY_METER,
+    "ocs_withheld": keys.TAG_OCS_WITHHELD,
 }
+PARAM_COLUMNS: dict[str, str] = {"seed": "seed"}
+"""Columns read from run params (the baseline's ``seed``; compressed runs take their baseline's)."""
+INTERNAL_COLUMNS = ("latency_target_met", "energy_meter", "ocs_withheld")
+"""Tag columns that feed ``trust`` and ``note`` and are not returned themselves."""
+ROLE_COLUMN = "role"
 PARETO_COLUMNS = {"pareto_latency": keys.LATENCY_MS, "pareto_size": keys.DISK_MB}
 """Pareto flag column -> the lower-is-better metric traded against accuracy."""
 
@@ -67,6 +82,10 @@ NOTE_OTHER_HARDWARE = (
 )
 NOTE_NO_BASELINE = "baseline run {base} not found"
 NOTE_NO_BASELINE_TAG = "no netzip.baseline_run_id tag"
+NOTE_BASELINE_DELETED = "baseline run {base} is deleted: not ranked"
+NOTE_BASELINE_STATUS = "baseline run {base} is {status}: not ranked"
+NOTE_RUN_STATUS = "run is {status}: not ranked until it finishes"
+NOTE_WITHHELD = "OCS withheld: {reason}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -100,6 +119,11 @@ def _resolve_experiments(client: MlflowClient, experiment: str | Sequence[str]) 
                 found = client.get_experiment(name)
             except MlflowException:
                 found = None
+        if found is not None and found.lifecycle_stage == "deleted":
+            raise TrackingError(
+                f"experiment {name!r} is deleted at tracking URI {client.tracking_uri!r}; restore it "
+                f"(mlflow experiments restore --experiment-id {found.experiment_id}) or pick another"
+            )
         if found is None:
             existing = sorted(e.name for e in client.search_experiments(max_results=1000))
             raise TrackingError(
@@ -183,12 +207,16 @@ def _baseline_runs(
     role = [_tag_equals(keys.TAG_ROLE, keys.ROLE_BASELINE, "role")]
     found = {r.info.run_id: r for r in _search(client, experiment_ids, role)}
     found = {run_id: run for run_id, run in found.items() if run_id in wanted}
-    for run_id in sorted(wanted - found.keys()):  # baselines logged in another experiment
+    for run_id in sorted(wanted - found.keys()):  # baselines logged in another experiment (or deleted)
         try:
             found[run_id] = client.get_run(run_id)
         except MlflowException:
             continue
     return list(found.values())
+
+
+def _deleted(run: Run) -> bool:
+    return run.info.lifecycle_stage == "deleted"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -197,19 +225,26 @@ def _baseline_runs(
 
 
 def _frame(runs: list[Run], metrics: Sequence[str]) -> pd.DataFrame:
-    """One row per run: id, status, the tag columns and the requested metrics (NaN when absent)."""
+    """One row per run: id, status, the tag and param columns and the requested metrics.
+
+    Missing and non-finite (±inf, NaN) metrics are NaN, and so are values at the float64 limit
+    (MLflow's SQL stores save ±inf as ±1.797e308); ``deleted`` says whether the run is in the trash.
+    """
     tag_items = list(TAG_COLUMNS.items())
     records = []
     for run in runs:
-        tags, values = run.data.tags, run.data.metrics
+        tags, values, params = run.data.tags, run.data.metrics, run.data.params
         records.append(
-            (run.info.run_id, run.info.status)
+            (run.info.run_id, run.info.status, _deleted(run))
             + tuple(tags.get(tag) for _, tag in tag_items)
+            + tuple(params.get(param) for param in PARAM_COLUMNS.values())
             + tuple(values.get(m, np.nan) for m in metrics)
         )
-    columns = ["run_id", "status", *TAG_COLUMNS, *metrics]
+    columns = ["run_id", "status", "deleted", *TAG_COLUMNS, *PARAM_COLUMNS, *metrics]
     frame = pd.DataFrame.from_records(records, columns=columns)
-    frame[list(metrics)] = frame[list(metrics)].astype(float)
+    values = frame[list(metrics)].astype(float)
+    finite = np.isfinite(values.to_numpy()) & (np.abs(values.to_numpy()) < np.finfo(np.float64).max)
+    frame[list(metrics)] = values.where(finite, np.nan)
     return frame
 
 
@@ -255,11 +290,15 @@ def _column(frame: pd.DataFrame, metric: str) -> np.ndarray:
 def _check_baselines(
     rows: pd.DataFrame, baselines: pd.DataFrame, config: RatioConfig | None
 ) -> pd.DataFrame:
-    """Blank the scores of rows whose baseline is unusable, note why, recompute when asked."""
+    """Blank the scores of rows whose baseline is unusable, recompute when asked, and say in
+    ``note`` why a row is not ranked (``ranked`` column)."""
     rows = rows.copy()
     aligned = baselines.reindex(rows["baseline_run_id"]).set_index(rows.index)
     no_tag = rows["baseline_run_id"].isna()
     not_found = ~no_tag & aligned["run_id"].isna()
+    deleted = ~not_found & aligned["deleted"].fillna(False).astype(bool)
+    base_status = aligned["status"].where(~(not_found | no_tag))
+    unfinished_base = ~not_found & ~no_tag & ~deleted & (base_status != "FINISHED")
     other_hw = (
         aligned["hardware"].notna()
         & rows["hardware"].notna()
@@ -267,22 +306,31 @@ def _check_baselines(
     )
     if config is not None:
         rows[list(SCORE_COLUMNS)] = recompute_scores(rows, aligned, config)
-    blank = other_hw | ((no_tag | not_found) & (config is not None))
+        if not config.score_at_chance:
+            rows.loc[rows["ocs_withheld"].fillna("").astype(bool), list(SCORE_COLUMNS)] = np.nan
+    blank = other_hw | ((no_tag | not_found | deleted) & (config is not None))
     rows.loc[blank, list(SCORE_COLUMNS)] = np.nan
+    rows["seed"] = rows["seed"].fillna(aligned["seed"])
+    unfinished = rows["status"] != "FINISHED"
     notes = pd.Series("", index=rows.index, dtype=object)
+    withheld = rows["ocs_withheld"].fillna("").astype(str)
+    notes[withheld != ""] = [NOTE_WITHHELD.format(reason=r) for r in withheld[withheld != ""]]
     notes[no_tag] = NOTE_NO_BASELINE_TAG
-    notes[not_found] = [
-        NOTE_NO_BASELINE.format(base=b) for b in rows.loc[not_found, "baseline_run_id"]
+    base_ids = rows["baseline_run_id"]
+    notes[not_found] = [NOTE_NO_BASELINE.format(base=b) for b in base_ids[not_found]]
+    notes[deleted] = [NOTE_BASELINE_DELETED.format(base=b) for b in base_ids[deleted]]
+    notes[unfinished_base] = [
+        NOTE_BASELINE_STATUS.format(base=b, status=st)
+        for b, st in zip(base_ids[unfinished_base], base_status[unfinished_base])
     ]
     notes[other_hw] = [
         NOTE_OTHER_HARDWARE.format(base=b, hw_base=hb, hw_run=hr)
-        for b, hb, hr in zip(
-            rows.loc[other_hw, "baseline_run_id"],
-            aligned.loc[other_hw, "hardware"],
-            rows.loc[other_hw, "hardware"],
-        )
+        for b, hb, hr in zip(base_ids[other_hw], aligned.loc[other_hw, "hardware"], rows.loc[other_hw, "hardware"])
     ]
+    notes[unfinished] = [NOTE_RUN_STATUS.format(status=st) for st in rows.loc[unfinished, "status"]]
     rows["note"] = notes
+    rows["ranked"] = ~(no_tag | not_found | deleted | unfinished_base | other_hw | unfinished)
+    rows["trust"] = trust_notes(rows)
     return rows
 
 
@@ -330,7 +378,8 @@ def _mark_pareto(rows: pd.DataFrame, accuracy: str) -> pd.DataFrame:
     if rows.empty:
         return rows
     groups = rows.groupby(["hardware", "baseline_run_id"], dropna=False, sort=False).indices
-    gain = _column(rows, accuracy)
+    ranked = rows["ranked"].to_numpy(dtype=bool) if "ranked" in rows else np.ones(len(rows), dtype=bool)
+    gain = np.where(ranked, _column(rows, accuracy), np.nan)  # unranked runs are on no front
     for flag, cost_key in PARETO_COLUMNS.items():
         cost = _column(rows, cost_key)
         mask = np.zeros(len(rows), dtype=bool)
@@ -359,9 +408,15 @@ def _alias(columns: Iterable[str], sort: str) -> str:
 
 
 def _rank(rows: pd.DataFrame, column: str, ascending: bool) -> pd.DataFrame:
-    rows = rows.sort_values(column, ascending=ascending, na_position="last", kind="stable")
-    rows.insert(0, "rank", rows[column].rank(ascending=ascending, method="min").astype("Int64"))
-    return rows.reset_index(drop=True)
+    """Ranked rows sorted by ``column`` (NaN last, unranked), then the unranked rows the same way."""
+    ranked = rows["ranked"] if "ranked" in rows else pd.Series(True, index=rows.index)
+    parts = []
+    for keep in (ranked, ~ranked):
+        part = rows[keep].sort_values(column, ascending=ascending, na_position="last", kind="stable")
+        rank = part[column].rank(ascending=ascending, method="min").astype("Int64")
+        part.insert(0, "rank", rank if keep is ranked else pd.array([pd.NA] * len(part), dtype="Int64"))
+        parts.append(part)
+    return pd.concat(parts).reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -380,6 +435,7 @@ def leaderboard(
     include_failed: bool = False,
     tracking_uri: str | None = None,
     max_results: int | None = None,
+    with_baseline: bool = False,
 ) -> pd.DataFrame:
     """Rank the compressed runs of one or more experiments (by name) by OCS or any column.
 
@@ -396,6 +452,8 @@ def leaderboard(
         tracking_uri: the MLflow store to read (default: MLflow's current tracking URI).
         max_results: return only the first ``max_results`` ranked rows (ranking and Pareto flags
             still consider every run).
+        with_baseline: put the baselines the ranked rows refer to first, as rank 0 with ``role``
+            ``baseline`` and their raw metrics (what the ratios compare against).
 
     Returns:
         One row per compressed run: ``rank``, ``run_id``, ``status``, ``study``, ``recipe``,
@@ -405,7 +463,14 @@ def leaderboard(
         ``speed/latency_ms`` ms, ``speed/chats`` MAC-bits, ``size/disk_mb`` MB, ``size/params``,
         ``energy/joules_per_sample`` J, ``cie/impacted_classes`` when logged), ``pareto_latency``
         and ``pareto_size`` (non-dominated in accuracy vs latency / vs disk size among runs sharing
-        hardware and baseline), ``note`` (why ratios are blank) and ``error``.
+        hardware and baseline), ``seed`` (the baseline's), ``trust`` (measurement caveats,
+        :mod:`netzip_mlflow.analysis.trust`), ``note`` (why a run is unranked or its ratios blank)
+        and ``error``. Unranked rows (``rank`` NA) follow the ranked ones. The frame's
+        ``attrs["sort"]`` names the sort column.
+
+    Raises:
+        ConfigError: ``study``/``technique``/``hardware`` match no run (the message lists the
+            values that exist), or an unknown ``sort`` column.
     """
     if max_results is not None and max_results < 1:
         raise ConfigError("max_results", f"must be a positive count, got {max_results}")
@@ -416,6 +481,9 @@ def leaderboard(
             client, experiment_ids, study, technique, hardware, include_failed, ratio_config
         )
 
+        if frame.empty:
+            _check_filters(client, experiment_ids, study=study, technique=technique, hardware=hardware)
+
     failed = frame["status"].isin(FAILED_STATUSES)
     ranked = _check_baselines(frame[~failed], baselines, ratio_config)
     ranked = _mark_pareto(ranked, accuracy_metric(ranked, ratio_config))
@@ -423,9 +491,57 @@ def leaderboard(
     ranked = _rank(ranked, column, ascending)
     if max_results is not None:
         ranked = ranked.head(max_results)
-    failed_rows = frame[failed].assign(note="run failed", pareto_latency=False, pareto_size=False)
-    result = pd.concat([ranked, failed_rows], ignore_index=True) if failed.any() else ranked
-    return result[_column_order(result)]
+    parts = [ranked]
+    if failed.any():
+        parts.append(frame[failed].assign(note="run failed", pareto_latency=False, pareto_size=False))
+    if with_baseline:
+        usable = ranked["ranked"].astype(bool)  # not the baselines of runs on other hardware, say
+        parts.insert(0, _baseline_rows(baselines, ranked.loc[usable, "baseline_run_id"]))
+    result = pd.concat([p for p in parts if not p.empty] or [ranked], ignore_index=True)
+    result[ROLE_COLUMN] = result[ROLE_COLUMN].fillna(keys.ROLE_COMPRESSED) if ROLE_COLUMN in result else keys.ROLE_COMPRESSED
+    result = result[_column_order(result)]
+    result.attrs["sort"] = column
+    return result
+
+
+def _baseline_rows(baselines: pd.DataFrame, referenced: pd.Series) -> pd.DataFrame:
+    """The baselines ``referenced`` (in first-use order) as rank-0 rows with their trust notes."""
+    wanted = [b for b in dict.fromkeys(referenced.dropna()) if b in baselines.index and not baselines.at[b, "deleted"]]
+    rows = baselines.loc[wanted].reset_index(drop=True).drop(columns=list(SCORE_COLUMNS), errors="ignore")
+    if rows.empty:
+        return rows
+    rows["trust"] = trust_notes(rows)
+    notes = pd.Series("", index=rows.index, dtype=object)
+    notes[rows["status"] != "FINISHED"] = [f"baseline run is {st}" for st in rows.loc[rows["status"] != "FINISHED", "status"]]
+    return rows.assign(
+        rank=pd.array([0] * len(rows), dtype="Int64"), recipe="baseline", technique="baseline",
+        role=keys.ROLE_BASELINE, note=notes, pareto_latency=False, pareto_size=False,
+    )
+
+
+def _existing(client: MlflowClient, experiment_ids: list[str], tag_columns: Sequence[str]) -> dict[str, list[str]]:
+    """Values of the given tag columns over the netzip runs of the experiments (sorted, distinct)."""
+    found: dict[str, set[str]] = {c: set() for c in tag_columns}
+    for role in (keys.ROLE_COMPRESSED, keys.ROLE_BASELINE):
+        for run in _search(client, experiment_ids, [_tag_equals(keys.TAG_ROLE, role, "role")]):
+            for column in tag_columns:
+                for tag in ((TAG_HW_ID, TAG_HW_CPU) if column == "hardware" else (TAG_COLUMNS[column],)):
+                    value = run.data.tags.get(tag)
+                    if value:
+                        found[column].add(value)
+    return {c: sorted(v) for c, v in found.items()}
+
+
+def _check_filters(client: MlflowClient, experiment_ids: list[str], **filters: str | None) -> None:
+    """Raise :class:`ConfigError` when a filter value names nothing in the experiments."""
+    given = {name: value for name, value in filters.items() if value is not None}
+    if not given:
+        return
+    existing = _existing(client, experiment_ids, list(given))
+    for name, value in given.items():
+        if value not in existing[name]:
+            names = ", ".join(existing[name][:30]) or "(none: the experiment has no netzip runs)"
+            raise ConfigError(name, f"no run has {name} {value!r}", f"existing values: {names}")
 
 
 def _fetch(
@@ -447,10 +563,15 @@ def _fetch(
 
 
 def _column_order(frame: pd.DataFrame) -> list[str]:
-    first = ["rank", "run_id", "status", "study", "recipe", "technique", "runtime", "hardware", "cpu"]
-    last = ["baseline_run_id", *PARETO_COLUMNS, "note", "error"]
-    middle = [c for c in frame.columns if c not in first and c not in last]
-    return first + middle + last
+    """Identity columns, then metrics (and any column added later), then flags and notes.
+
+    Internal columns (``ranked``, ``deleted`` and the tags that feed ``trust``) are dropped.
+    """
+    first = ["rank", "run_id", "status", ROLE_COLUMN, "study", "seed", "recipe", "technique", "runtime", "hardware", "cpu"]
+    last = ["baseline_run_id", *PARETO_COLUMNS, "trust", "note", "error"]
+    internal = {"ranked", "deleted", *INTERNAL_COLUMNS}
+    middle = [c for c in frame.columns if c not in first and c not in last and c not in internal]
+    return [c for c in first if c in frame.columns] + middle + [c for c in last if c in frame.columns]
 
 
 def baselines(
@@ -498,7 +619,13 @@ def pivot_by_hardware(
     missing = [v for v in values if v not in frame.columns]
     if missing:
         raise ConfigError("values", f"no column {missing} in the leaderboard", "pick metric keys")
-    ranked = frame[~frame["status"].isin(FAILED_STATUSES)].assign(hw_label=hardware_label)
+    ranked = frame[~frame["status"].isin(FAILED_STATUSES)]
+    if ROLE_COLUMN in ranked:
+        ranked = ranked[ranked[ROLE_COLUMN] != keys.ROLE_BASELINE]
+    if ranked.empty:  # an empty experiment: no machines, no recipes
+        empty = pd.DataFrame(index=pd.Index([], name="recipe"), columns=pd.MultiIndex.from_arrays([[], []], names=["hardware", "metric"]))
+        return empty
+    ranked = ranked.assign(hw_label=hardware_label)
     best = ranked.sort_values(keys.OCS, ascending=False, na_position="last", kind="stable")
     best = best.drop_duplicates(["recipe", "hw_label"], keep="first")
     table = best.pivot(index="recipe", columns="hw_label", values=list(values))

@@ -34,8 +34,6 @@ RADAR_AXES: tuple[tuple[str, str], ...] = (
 )
 POSITIVE_COLOUR = "tab:blue"
 NEGATIVE_COLOUR = "tab:red"
-ZERO_RING_STYLE = {"color": "black", "linestyle": "--", "linewidth": 1.2}
-UNIT_RING_STYLE = {"color": "tab:green", "linestyle": ":", "linewidth": 1.6}
 ANNOTATE_LIMIT = 40
 """Bubble plots label each point with its recipe up to this many points."""
 
@@ -71,46 +69,49 @@ def run_labels(df: pd.DataFrame) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Radar (paper Fig. 7, with a radial scale that shows negative OCS)
+# Radar (paper Fig. 7), each axis on its own scale around the baseline ring
 # --------------------------------------------------------------------------------------------------
 
+RADAR_BASELINE: dict[str, float] = {col: 1.0 for col, _ in RADAR_AXES[:-1]} | {keys.OCS: 0.0}
+"""The baseline's own value on each axis: ratio 1.0 (no change), OCS 0 (the baseline's OCS)."""
+RING = 0.5
+"""Radius of the baseline ring; a run's point inside it is worse than the baseline on that axis."""
+REACH = 0.42
+"""Radius from the ring to the largest deviation on an axis (points lie in ``RING ± REACH``)."""
+MIN_SPAN = 0.05
+"""Smallest half-range of an axis (a ratio of 0.95-1.05 still fills the plot visibly)."""
+BASELINE_RING_STYLE = {"color": "tab:green", "linestyle": "--", "linewidth": 1.6}
 
-def radial_range(values: np.ndarray) -> tuple[float, float]:
-    """Radial limits ``(low, high)`` in value units with ``low < 0`` and ``high > 1``.
 
-    The centre of the radar sits below zero, so a negative OCS is drawn inside the plot instead of
-    being clipped at the centre, and the zero and ratio=1 rings are always visible.
+def radar_scales(values: np.ndarray, centres: Sequence[float]) -> np.ndarray:
+    """Half-range of each axis: the largest ``|value - centre|`` on it (at least :data:`MIN_SPAN`).
+
+    ``values`` is runs x axes; an axis without finite values gets :data:`MIN_SPAN`.
     """
-    finite = values[np.isfinite(values)]
-    low = min(0.0, float(finite.min())) if finite.size else 0.0
-    high = max(1.0, float(finite.max())) if finite.size else 1.0
-    pad = 0.12 * (high - low)
-    return low - pad, high + pad
+    spans = []
+    for j, centre in enumerate(centres):
+        column = values[:, j]
+        finite = column[np.isfinite(column)]
+        spans.append(max(MIN_SPAN, float(np.abs(finite - centre).max())) if finite.size else MIN_SPAN)
+    return np.asarray(spans)
 
 
-TICK_GAP = 0.1
-"""Radar ticks closer than this share of the radial range are dropped (their labels would touch)."""
+def radar_radii(values: np.ndarray, centres: Sequence[float], spans: np.ndarray) -> np.ndarray:
+    """Radius of each value on its own axis: ``RING + REACH * (value - centre) / span``."""
+    return RING + REACH * (values - np.asarray(centres)) / spans
 
 
-def radial_ticks(values: np.ndarray, low: float, high: float) -> list[float]:
-    """Radar ticks: 0, 1 and the lowest value when negative, then round steps that keep clear.
-
-    0 (the dashed ring) and 1 (no change) always get a tick, and so does the most negative value
-    (rounded to two digits) unless it is within :data:`TICK_GAP` of the range from 0; the round
-    steps of a :class:`MaxNLocator` are added only where they are at least that far from every tick
-    already chosen, so no two tick labels overlap.
-    """
-    gap = TICK_GAP * (high - low)
-    ticks = [0.0, 1.0]
-    finite = values[np.isfinite(values)]
-    lowest = float(finite.min()) if finite.size else 0.0
-    if lowest < 0 and abs(lowest) >= gap:
-        ticks.append(float(f"{lowest:.2g}"))
-    for tick in MaxNLocator(nbins=5).tick_values(low, high):
-        tick = float(tick)
-        if low <= tick <= high and all(abs(tick - t) >= gap for t in ticks):
-            ticks.append(tick)
-    return sorted(t for t in ticks if low <= t <= high)
+def _axis_ticks(ax: Axes, angles: np.ndarray, centres: Sequence[float], spans: np.ndarray) -> None:
+    """Value labels along each axis at the ring and at both ends of its range (a ratio axis's inner
+    end is labelled only where it is a possible ratio, >= 0)."""
+    for angle, centre, span in zip(angles, centres, spans):
+        for fraction in (-1.0, 0.0, 1.0):
+            value = centre + fraction * span
+            if centre == 1.0 and value < 0:
+                continue
+            ax.text(angle, RING + REACH * fraction, f"{value:.3g}", fontsize=7, color="dimgray",
+                    ha="center", va="center", zorder=4,
+                    bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 0.5})
 
 
 def _axis_names(ax: Axes, angles: np.ndarray, names: list[str], outer: float) -> None:
@@ -132,14 +133,20 @@ def _ring(ax: Axes, radius: float, style: Mapping[str, object], label: str) -> N
 def radar_plot(df: pd.DataFrame, top_k: int = 5, title: str | None = None) -> Figure:
     """Radar of the ``top_k`` runs by OCS on the axes P, S, C, E and OCS (paper Fig. 7).
 
-    Radii are value minus the lower limit of :func:`radial_range` and the tick labels show values,
-    so a negative OCS stays visible; the dashed black ring is 0, the dotted green ring ratio = 1 (no
-    change). A missing ratio leaves a gap in its run's outline. Legend: recipe and OCS.
+    Each axis has its own scale (:func:`radar_scales`), centred on the baseline: the dashed green
+    ring is ratio 1.0 on the four ratio axes and OCS 0 on the OCS axis (the baseline itself), a
+    point inside it is worse than the baseline on that axis, outside better; each axis is labelled
+    with its values at the ring and at both ends. So a performance ratio of 0.68 sits well inside
+    the ring even when another run's speedup is 16. A missing ratio leaves a gap in its run's
+    outline. Legend: recipe and OCS.
     """
     _require(df, [col for col, _ in RADAR_AXES], "radar_plot")
     top = _ranked(df, "radar_plot").head(top_k)
-    values = top[[col for col, _ in RADAR_AXES]].to_numpy(dtype=float)
-    low, high = radial_range(values)
+    columns = [col for col, _ in RADAR_AXES]
+    values = top[columns].to_numpy(dtype=float)
+    centres = [RADAR_BASELINE[c] for c in columns]
+    spans = radar_scales(values, centres)
+    radii = radar_radii(values, centres, spans)
     angles = np.linspace(0, 2 * math.pi, len(RADAR_AXES), endpoint=False)
     closed = np.r_[angles, angles[:1]]
 
@@ -147,25 +154,22 @@ def radar_plot(df: pd.DataFrame, top_k: int = 5, title: str | None = None) -> Fi
     ax = fig.add_axes((0.07, 0.08, 0.5, 0.76), projection="polar")  # room around for axis names
     ax.set_theta_offset(math.pi / 2)
     ax.set_theta_direction(-1)
-    ax.set_ylim(0, high - low)
-    ticks = radial_ticks(values, low, high)
-    ax.set_yticks([t - low for t in ticks], [f"{t:g}" for t in ticks], fontsize=8, color="dimgray")
-    ax.set_rlabel_position(180 / len(RADAR_AXES))  # between the first two axes
-    _axis_names(ax, angles, [name for _, name in RADAR_AXES], high - low)
-    for text in ax.get_yticklabels():
-        text.set_bbox({"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 0.6})
-    _ring(ax, -low, ZERO_RING_STYLE, "0 (a negative OCS lies inside)")
-    _ring(ax, 1.0 - low, UNIT_RING_STYLE, "ratio = 1 (no change)")
+    ax.set_ylim(0, 1.0)
+    ax.set_yticks([RING - REACH, RING, RING + REACH], ["", "", ""])  # grid circles; values per axis
+    _axis_names(ax, angles, [name for _, name in RADAR_AXES], 1.0)
+    _axis_ticks(ax, angles, centres, spans)
+    _ring(ax, RING, BASELINE_RING_STYLE, "baseline (ratio 1.0, OCS 0)")
 
     colours = [f"C{i % 10}" for i in range(len(top))]
-    for row, label, colour in zip(values, run_labels(top), colours):
-        radii = np.r_[row, row[:1]] - low
-        ocs_value = row[-1]
-        ax.plot(closed, radii, color=colour, linewidth=2, marker="o", markersize=4,
-                label=f"{label} (OCS {ocs_value:.3g})", zorder=3)
-        finite = np.isfinite(radii)
-        ax.fill(closed[finite], radii[finite], color=colour, alpha=0.08, zorder=2)
+    for row, radius, label, colour in zip(values, radii, run_labels(top), colours):
+        closed_radii = np.r_[radius, radius[:1]]
+        ax.plot(closed, closed_radii, color=colour, linewidth=2, marker="o", markersize=4,
+                label=f"{label} (OCS {row[-1]:.3g})", zorder=3)
+        finite = np.isfinite(closed_radii)
+        ax.fill(closed[finite], closed_radii[finite], color=colour, alpha=0.08, zorder=2)
     fig.legend(loc="upper left", bbox_to_anchor=(0.66, 0.86), fontsize=9, frameon=False)
+    fig.text(0.66, 0.12, "each axis on its own scale;\ninside the green ring: worse than the baseline",
+             fontsize=8, color="dimgray")
     fig.suptitle(title or f"Top {len(top)} runs by OCS", x=0.32, y=0.97)
     return fig
 

@@ -27,6 +27,8 @@ class RatioConfig:
     efficiency: str = keys.ENERGY_PER_SAMPLE
     weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
     zeta: float = 1.0
+    score_at_chance: bool = False
+    """Compute ratios and OCS even for models at chance (see :mod:`netzip_mlflow.analysis.chance`)."""
 
     def __post_init__(self) -> None:
         for name in RATIO_NAMES:
@@ -39,6 +41,11 @@ class RatioConfig:
                 )
         if len(self.weights) != 4 or not all(math.isfinite(w) for w in self.weights):
             raise ConfigError("weights", f"need four finite numbers, got {self.weights!r}")
+        if not all(w > 0 for w in self.weights):
+            raise ConfigError(
+                "weights", f"every OCS weight must be positive, got {self.weights!r}",
+                "a zero or negative weight rewards a worse ratio or hides it; use e.g. 1,1,1,1",
+            )
         if not (math.isfinite(self.zeta) and self.zeta > 0):
             raise ConfigError("zeta", f"must be a positive number, got {self.zeta!r}")
 

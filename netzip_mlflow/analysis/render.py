@@ -101,25 +101,34 @@ STYLES: dict[str, ColumnStyle] = {
     keys.ENERGY_PER_SAMPLE: ColumnStyle("J/sample", _scientific),
     keys.CIE_CLASSES: ColumnStyle("CIE", _count),
     "pareto": _text("Pareto"),
+    "seed": _text("seed"),
+    "trust": _text("trust"),
     "status": _text("status"),
     "note": _text("note"),
     "error": _text("error"),
 }
 
 DISPLAY_COLUMNS: tuple[str, ...] = (
-    "rank", "recipe", "technique", "hardware",
+    "rank", "study", "seed", "recipe", "technique", "hardware",
     keys.RATIO_PERFORMANCE, keys.RATIO_SPEEDUP, keys.RATIO_COMPRESSION, keys.RATIO_EFFICIENCY,
     keys.OCS, keys.TOP1, keys.MAP50, keys.LATENCY_MS, keys.DISK_MB, keys.CIE_CLASSES,
-    "pareto", "note", "error",
+    "pareto", "trust", "note", "error",
 )
 """The readable subset shown to people, in order (those present in the frame)."""
 
+VARYING_ONLY: tuple[str, ...] = ("study", "seed")
+"""Readable columns shown only when the rows hold more than one value (several studies or seeds)."""
+
+TEXT_NOTES: tuple[str, ...] = ("trust", "note", "error")
+"""Free-text columns: dropped when empty, cut at 40 characters in the terminal."""
+
 PRIORITY: tuple[str, ...] = (
-    "rank", "recipe", keys.OCS, keys.RATIO_PERFORMANCE, keys.RATIO_SPEEDUP, keys.RATIO_COMPRESSION,
-    keys.RATIO_EFFICIENCY, keys.TOP1, keys.MAP50, keys.LATENCY_MS, keys.DISK_MB, "pareto", "note",
-    "hardware", "technique", keys.CIE_CLASSES, "error",
+    "rank", "recipe", keys.OCS, "study", "seed", keys.RATIO_PERFORMANCE, keys.RATIO_SPEEDUP,
+    keys.RATIO_COMPRESSION, keys.RATIO_EFFICIENCY, keys.TOP1, keys.MAP50, keys.LATENCY_MS,
+    keys.DISK_MB, "pareto", "trust", "note", "hardware", "technique", keys.CIE_CLASSES, "error",
 )
-"""Which readable columns stay first when the terminal is too narrow for all of them."""
+"""Which readable columns stay first when the terminal is too narrow for all of them (the sort
+column, ``df.attrs["sort"]``, always stays)."""
 
 
 def flatten_columns(df: pd.DataFrame) -> pd.DataFrame:
@@ -171,12 +180,21 @@ def _shown_columns(flat: pd.DataFrame, columns: Sequence[str] | None) -> list[st
     ]
     if not known:
         return list(flat.columns)
-    return [c for c in known if c not in ("note", "error") or flat[c].fillna("").astype(bool).any()]
+    return [
+        c for c in known
+        if (c not in TEXT_NOTES or flat[c].fillna("").astype(bool).any())
+        and (c not in VARYING_ONLY or flat[c].dropna().nunique() > 1)
+    ]
 
 
 def _prepared(df: pd.DataFrame, columns: Sequence[str] | None) -> tuple[pd.DataFrame, list[str]]:
     flat = _with_pareto(flatten_columns(df))
-    return flat, _shown_columns(flat, columns)
+    shown = _shown_columns(flat, columns)
+    sort = df.attrs.get("sort")
+    if columns is None and sort in flat.columns and sort not in shown:  # the column ranked by is shown
+        at = shown.index("recipe") + 1 if "recipe" in shown else len(shown)
+        shown.insert(at, sort)
+    return flat, shown
 
 
 def display_frame(df: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -211,15 +229,19 @@ def _width(column: str, style: ColumnStyle, texts: list[str]) -> int:
     longest = max([len(style.header), *(len(t) for t in texts)])
     if style.numeric:
         return longest
-    return min(longest, 40 if column in ("note", "error") else 20)
+    return min(longest, 40 if column in TEXT_NOTES else 20)
 
 
-def _fit(shown: list[str], widths: dict[str, int], width: int) -> list[str]:
-    """The columns that fit in ``width`` characters, taken in :data:`PRIORITY` order."""
-    rank = {c: i for i, c in enumerate(PRIORITY)}
+def _fit(shown: list[str], widths: dict[str, int], width: int, keep: str | None = None) -> list[str]:
+    """The columns that fit in ``width`` characters, taken in :data:`PRIORITY` order (``keep``,
+    the sort column, right after the rank and recipe)."""
+    order = [c for c in PRIORITY if c != keep]
+    if keep in shown:
+        order.insert(2, keep)
+    rank = {c: i for i, c in enumerate(order)}
     kept: set[str] = set()
     used = 0
-    for column in sorted(shown, key=lambda c: rank.get(c, len(PRIORITY))):
+    for column in sorted(shown, key=lambda c: rank.get(c, len(order))):
         need = widths[column] + 3  # one space of padding each side and the column divider
         if kept and used + need > width:
             continue
@@ -244,7 +266,8 @@ def build_table(
     cells = {c: [styles[c].fmt(v) for v in flat[c].tolist()] for c in shown}
     fitted = shown
     if width is not None and columns is None:
-        fitted = _fit(shown, {c: _width(c, styles[c], cells[c]) for c in shown}, width)
+        widths = {c: _width(c, styles[c], cells[c]) for c in shown}
+        fitted = _fit(shown, widths, width, keep=df.attrs.get("sort"))
     notes = [PARETO_LEGEND] if "pareto" in fitted else []
     hidden = [styles[c].header for c in shown if c not in fitted]
     if hidden:
@@ -257,7 +280,7 @@ def build_table(
         if styles[column].numeric:
             table.add_column(header, justify="right", no_wrap=True)
         else:
-            wide = column in ("note", "error")
+            wide = column in TEXT_NOTES
             table.add_column(header, overflow="ellipsis" if wide else "fold",
                              max_width=40 if wide else None)
     is_ocs = [c.split(LEVEL_SEPARATOR)[-1] == keys.OCS for c in fitted]
@@ -323,4 +346,30 @@ def render(df: pd.DataFrame, fmt: Format = "table", columns: Sequence[str] | Non
     shown = display_frame(df, columns)
     if fmt == "markdown":
         return to_markdown(shown)
-    return shown.to_html(index=False, escape=True, border=0)
+    return html_document(shown, legend=PARETO_LEGEND if "Pareto" in shown.columns else "")
+
+
+HTML_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}"
+    "table{border-collapse:collapse;font-size:14px}"
+    "th,td{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}"
+    "th{background:#f4f4f4}td:nth-child(-n+3){text-align:left}"
+    "p.legend{color:#555;font-size:13px}"
+)
+
+
+def html_document(shown: pd.DataFrame, title: str = "NetZIP leaderboard", legend: str = "") -> str:
+    """A complete UTF-8 HTML5 document (doctype, ``<meta charset="utf-8">``, title) holding ``shown``.
+
+    Without the charset a browser or the MLflow artifact viewer may read the UTF-8 bytes of the
+    Pareto symbols as Latin-1 ("â—†" instead of "◆").
+    """
+    from html import escape as html_escape
+
+    table = shown.to_html(index=False, escape=True, border=0)
+    legend_html = f'<p class="legend">{html_escape(legend)}</p>' if legend else ""
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html_escape(title)}</title>\n<style>{HTML_STYLE}</style>\n</head>\n<body>\n"
+        f"<h1>{html_escape(title)}</h1>\n{table}\n{legend_html}\n</body>\n</html>\n"
+    )

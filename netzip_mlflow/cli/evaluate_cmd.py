@@ -12,7 +12,7 @@ from torch import nn
 
 from netzip_mlflow.data.builtin import BUILTIN, SplitDataset, load_builtin
 from netzip_mlflow.data.folder import load_image_folder
-from netzip_mlflow.errors import ModelError
+from netzip_mlflow.errors import ConfigError, ModelError
 from netzip_mlflow.tracking import keys
 from netzip_mlflow.cli.output import write_json
 from netzip_mlflow.tracking.context import start_run
@@ -24,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="evaluate one model file or MLflow model and log it as a run")
     p.add_argument("model", help="an MLflow model URI (runs:/ID/model, models:/NAME/1) or a torch.save file")
     p.add_argument("--data", required=True, help=f"a built-in dataset ({', '.join(BUILTIN)}) or an ImageFolder path")
-    p.add_argument("--arch", help="architecture of a state_dict file (resnet18, tiny_cnn)")
+    p.add_argument("--arch", help="architecture of a state_dict file: resnet18, tiny_cnn or any torchvision "
+                                   "classification model (mobilenet_v3_small, efficientnet_b0, ...)")
     p.add_argument("--trust-model-file", action="store_true", help="allow unpickling a whole module (can run code)")
     p.add_argument("--experiment", default="netzip-evaluate")
     p.add_argument("--run-name")
@@ -46,17 +47,41 @@ def _data(args: argparse.Namespace) -> SplitDataset:
     return load_image_folder(Path(args.data), args.image_size, args.channels, args.test_fraction, args.seed)
 
 
+FLAGS = {"model.arch": "--arch", "model.path": "MODEL", "--trust-model-file": "--trust-model-file"}
+"""Study-YAML field names in loading errors -> the flags of this command."""
+
+
+def _as_flags(text: str) -> str:
+    if text in FLAGS:
+        return FLAGS[text]
+    for field, flag in FLAGS.items():
+        text = text.replace(f"({field})", f"({flag})").replace(f"{field}:", f"{flag}:").replace(f"{field} ", f"{flag} ")
+    return text
+
+
 def _model(args: argparse.Namespace, split: SplitDataset) -> nn.Module:
+    """The model to evaluate; loading errors name this command's flags, not study YAML fields."""
+    try:
+        return _load(args, split)
+    except ConfigError as exc:
+        raise ConfigError(_as_flags(exc.field), _as_flags(exc.problem), _as_flags(exc.fix) if exc.fix else None) from None
+    except ModelError as exc:
+        raise ModelError(_as_flags(str(exc))) from None
+
+
+def _load(args: argparse.Namespace, split: SplitDataset) -> nn.Module:
     if ":/" in args.model:
         try:
             return mlflow.pytorch.load_model(args.model, map_location="cpu")
         except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds for a bad URI
             raise ModelError(f"cannot load MLflow model {args.model!r}: {exc}") from exc
     from netzip_mlflow.models.loading import load_model_file
-    from netzip_mlflow.models.zoo import build_model
+    from netzip_mlflow.models.zoo import build_model, standard_variant
 
-    arch = build_model(args.arch, len(split.classes), split.input_shape, args.seed) if args.arch else None
-    return load_model_file(args.model, arch, trust=args.trust_model_file)
+    classes, shape = len(split.classes), split.input_shape
+    arch = build_model(args.arch, classes, shape, args.seed) if args.arch else None
+    others = [lambda: standard_variant(args.arch, classes, shape)] if args.arch else []  # torchvision's own stem
+    return load_model_file(args.model, arch, trust=args.trust_model_file, alternatives=others)
 
 
 def run(args: argparse.Namespace, console: Console) -> int:

@@ -1,6 +1,7 @@
 """The ``netzip`` command: a thin layer over the public API.
 
-Subcommands: ``run`` (a study), ``leaderboard``, ``evaluate`` (one model file), ``plot`` (the paper's
+Subcommands: ``run`` (a study), ``search`` (a study's search block, Optuna), ``promote`` (the best
+run into the Model Registry), ``leaderboard``, ``evaluate`` (one model file), ``plot`` (the paper's
 plots as files) and ``techniques`` (the recipe catalogue). ``run``, ``evaluate``, ``techniques`` and
 ``leaderboard`` take ``--format json`` for machine-readable output on stdout. Exit codes
 (:mod:`netzip_mlflow.cli.output`): 0 success; 1 a study ran but some recipe failed (the others ran);
@@ -20,9 +21,10 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 from netzip_mlflow import __version__
-from netzip_mlflow.cli import class_impact_cmd, evaluate_cmd
+from netzip_mlflow.cli import class_impact_cmd, evaluate_cmd, search_cmd
 from netzip_mlflow.cli.output import EXIT_INTERRUPTED, EXIT_OK, EXIT_RECIPES_FAILED, EXIT_USAGE, write_json
 from netzip_mlflow.errors import NetzipError
 from netzip_mlflow.tracking.uri import mask_credentials
@@ -39,6 +41,8 @@ def _ratio_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--efficiency-metric")
     g.add_argument("--weights", help="four comma-separated OCS weights, e.g. 1,1,1,1")
     g.add_argument("--zeta", type=float, help="hardware constant of the speedup ratio")
+    g.add_argument("--score-at-chance", action="store_true",
+                   help="recompute ratios/OCS even for runs withheld because a model was at chance")
 
 
 def _ratio_config(args: argparse.Namespace):
@@ -57,8 +61,12 @@ def _ratio_config(args: argparse.Namespace):
         try:
             weights = tuple(float(w) for w in args.weights.split(","))
         except ValueError:
-            raise ConfigError("--weights", f"{args.weights!r} is not four comma-separated numbers") from None
+            raise ConfigError("--weights", f"{args.weights[:80]!r} is not four comma-separated numbers") from None
+        if len(weights) != 4 or not all(w > 0 for w in weights):
+            raise ConfigError("--weights", f"need four positive numbers, got {args.weights[:80]!r}", "e.g. --weights 1,1,1,1")
         overrides["weights"] = weights
+    if args.score_at_chance:
+        overrides["score_at_chance"] = True
     return RatioConfig(**overrides) if overrides else None
 
 
@@ -73,7 +81,10 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("study", type=Path)
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a field, e.g. --set data.path=/data/images (repeatable)")
-    run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars (phase lines still print)")
+    run.add_argument("--score-at-chance", action="store_true",
+                     help="compute ratios and OCS even when the baseline or a compressed model is not "
+                          "above chance (by default they are withheld: they would compare noise)")
     run.add_argument("--fresh", action="store_true",
                      help="start a new study run instead of resuming the last one of this study")
     run.add_argument("--trust-model-file", action="store_true",
@@ -102,7 +113,7 @@ def _build_parser() -> argparse.ArgumentParser:
     plot = sub.add_parser("plot", help="write the radar, OCS bar and bubble plots as PNG files")
     plot.add_argument("--experiment", required=True, action="append")
     plot.add_argument("--study")
-    plot.add_argument("--out", type=Path, default=Path("netzip-plots"))
+    plot.add_argument("--out", type=Path, default=Path("netzip-plots"), help="folder for the PNG files (created)")
     plot.add_argument("--top-k", type=int, default=5)
     _ratio_args(plot)
 
@@ -110,6 +121,7 @@ def _build_parser() -> argparse.ArgumentParser:
     techniques.add_argument("--format", default="table", choices=["table", "json"])
     evaluate_cmd.add_parser(sub)
     class_impact_cmd.add_parser(sub)
+    search_cmd.add_parsers(sub)
     return parser
 
 
@@ -119,12 +131,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from netzip_mlflow.study.runner import run_study
 
     overrides = dict(parse_override(o) for o in args.overrides)
+    if args.score_at_chance:
+        overrides["evaluation.ratios.score_at_chance"] = True
     if args.executor:
         overrides["executor.kind"] = args.executor
     if args.address:
         overrides["executor.address"] = args.address
     result = run_study(
-        args.study, overrides, progress=not args.no_progress, fresh=args.fresh, trust_model_file=args.trust_model_file
+        args.study, overrides, progress=not args.no_progress, fresh=args.fresh,
+        trust_model_file=args.trust_model_file,
+        on_phase=None if args.format == "json" else _print_phase,  # stdout holds only the JSON then
     )
     import mlflow
 
@@ -158,17 +174,55 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
     if result.leaderboard is not None and not result.leaderboard.empty:
         print_table(result.leaderboard, console=console, title=f"OCS leaderboard — study {result.study}")
+        _print_caveats(result.leaderboard)
     for note in result.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
-    uri = escape(mask_credentials(mlflow.get_tracking_uri()))
-    console.print(f"\nRuns are in experiment [bold]{escape(result.experiment)}[/] at {uri}", highlight=False, soft_wrap=True)
-    console.print(f"Open the MLflow UI:  mlflow ui --backend-store-uri {uri}", highlight=False, soft_wrap=True)
+    from netzip_mlflow.tracking.experiments import experiment_link
+
+    uri = mask_credentials(mlflow.get_tracking_uri())
+    console.print(f"\nRuns are in experiment [bold]{escape(result.experiment)}[/] at {escape(uri)}", highlight=False, soft_wrap=True)
+    if uri.startswith(("http://", "https://")):
+        console.print(f"Open {escape(uri.rstrip('/'))}/{experiment_link(result.experiment_id)}", soft_wrap=True, highlight=False)
+    else:
+        console.print(f"Open the MLflow UI:  {escape(ui_command(uri))}", soft_wrap=True, highlight=False)
+        console.print(f"then http://127.0.0.1:5000/{experiment_link(result.experiment_id)}", soft_wrap=True, highlight=False)
     if result.failed:
         for outcome in result.failed:
             err_console.print(f"[red]FAILED[/] {outcome.recipe} ({outcome.technique}): {escape(outcome.error or '')}", highlight=False, soft_wrap=True)
         err_console.print(f"{len(result.failed)} of {len(result.outcomes)} recipes failed; see their runs' netzip.error tags")
         return EXIT_RECIPES_FAILED
     return EXIT_OK
+
+
+def ui_command(tracking_uri: str) -> str:
+    """The command that opens the MLflow UI on ``tracking_uri`` with this Python (works outside the venv)."""
+    import shlex
+
+    return f"{shlex.quote(sys.executable)} -m mlflow ui --backend-store-uri {shlex.quote(tracking_uri)}"
+
+
+def _print_phase(line: str) -> None:
+    """One status line per phase of a study (stdout; stderr keeps only warnings and the error line)."""
+    console.print(f"[dim]→[/] {escape(line)}", highlight=False, soft_wrap=True)
+
+
+def _print_caveats(board) -> None:
+    """Below the table: each run's trust notes and why runs are unranked, one line each."""
+    from netzip_mlflow.analysis.trust import SEPARATOR
+
+    lines = []
+    for row in board.itertuples(index=False):
+        trust = getattr(row, "trust", "") or ""
+        note = getattr(row, "note", "") or ""
+        said = SEPARATOR.join(t for t in (trust, note) if isinstance(t, str) and t)
+        if said:
+            seed = getattr(row, "seed", None)
+            who = f"{row.recipe}" + (f" (seed {seed})" if isinstance(seed, str) and board["seed"].nunique() > 1 else "")
+            lines.append(f"  {who}: {said}")
+    if lines:
+        console.print("Caveats (see README 'Trust notes'):", highlight=False)
+        for line in lines:
+            console.print(Text(line), soft_wrap=True)
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -181,9 +235,15 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     elif args.by == "runtime":
         board = leaderboard_by_runtime(args.experiment, **kwargs)
     else:
-        board = leaderboard(args.experiment, sort=args.sort, include_failed=args.include_failed, **kwargs)
+        board = leaderboard(args.experiment, sort=args.sort, include_failed=args.include_failed, with_baseline=True, **kwargs)
+    if board.empty and args.format == "table":
+        console.print(f"No compressed runs in experiment {escape(', '.join(args.experiment))}: run a study first "
+                      "(netzip run STUDY.yaml)", highlight=False, soft_wrap=True)
+        return 0
     if args.format == "table":
         print_table(board, console=console, title="OCS leaderboard")
+        if args.by != "hardware":
+            _print_caveats(board)
     else:
         sys.stdout.write(render(board, args.format))
     return 0
@@ -193,14 +253,34 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from netzip_mlflow.analysis.leaderboard import baselines, leaderboard
     from netzip_mlflow.analysis.plots import bubble_plot, ocs_bar_plot, radar_plot, save
 
+    from netzip_mlflow.errors import ConfigError, DataError
+
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError("--out", f"{args.out} is a file", "give a folder for the PNG files (it is created if missing)")
+    if args.top_k < 1:
+        raise ConfigError("--top-k", f"must be a positive count, got {args.top_k}")
     board = leaderboard(args.experiment, study=args.study, ratio_config=_ratio_config(args))
+    if board.empty:
+        raise DataError(f"no compressed runs to plot in experiment {', '.join(args.experiment)}: run a study first")
     base = baselines(args.experiment, study=args.study)
     star = base.iloc[0] if len(base) == 1 else None  # the baseline is drawn when there is one
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, fig in (("radar", radar_plot(board, top_k=args.top_k)), ("ocs_bars", ocs_bar_plot(board)), ("accuracy_latency_bubbles", bubble_plot(board, baseline=star))):
+    figures = (
+        ("radar", lambda: radar_plot(board, top_k=args.top_k)),
+        ("ocs_bars", lambda: ocs_bar_plot(board)),
+        ("accuracy_latency_bubbles", lambda: bubble_plot(board, baseline=star)),
+    )
+    skipped = 0
+    for name, draw in figures:
+        try:
+            fig = draw()
+        except DataError as exc:  # e.g. no finite OCS: the other plots are still written
+            err_console.print(f"[yellow]skipped[/] {name}: {escape(str(exc))}", highlight=False, soft_wrap=True)
+            skipped += 1
+            continue
         path = save(fig, args.out / f"{name}.png")
-        console.print(f"wrote {path}")
-    return 0
+        console.print(f"wrote {escape(str(path))}", highlight=False, soft_wrap=True)
+    return 1 if skipped == len(figures) else 0
 
 
 def _cmd_techniques(args: argparse.Namespace) -> int:
@@ -226,7 +306,7 @@ def _cmd_techniques(args: argparse.Namespace) -> int:
         table.add_column(col)
     for spec in list_techniques():
         params = "\n".join(p.describe() for p in spec.params)
-        table.add_row(spec.name, spec.description, params or "-")
+        table.add_row(Text(spec.name), Text(spec.description), Text(params or "-"))  # Text: "[nni]" is not markup
     console.print(table)
     return 0
 
@@ -238,6 +318,8 @@ COMMANDS = {
     "techniques": _cmd_techniques,
     "evaluate": lambda args: evaluate_cmd.run(args, console),
     "class-impact": lambda args: class_impact_cmd.run(args, console),
+    "search": lambda args: search_cmd.run_search_cmd(args, console, err_console),
+    "promote": lambda args: search_cmd.run_promote_cmd(args, console),
 }
 
 
@@ -250,6 +332,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # process is changed (never on import); MLFLOW_DISABLE_TELEMETRY=false set by the user wins.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     args = _build_parser().parse_args(argv)
+    if getattr(args, "no_progress", False):
+        # MLflow's own artifact upload/download bars follow this switch; set for this CLI process only.
+        os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)

@@ -12,6 +12,13 @@ fresh copy and measuring it with ``tp.utils.count_ops_and_params`` (MACs per sam
 model is the trial whose reduction is at least ``amount`` and closest to it. The network's output
 layer (the last Conv/Linear to run: the classifier) is never pruned, so ``num_classes`` is kept.
 
+A per-layer sparsity policy (``layer_policy: "layer1=0.2,layer2=1.0,..."``, AMC-style) replaces the
+one global ranking: each named module (a layer group) gets its own channel ratio, ``scale x
+weight``, applied to every prunable layer inside it (ranked within the layer), and the bisection
+finds the common ``scale`` that reaches ``amount``. The weights therefore give the policy's shape and
+``amount`` its budget; groups not named are not pruned. :func:`policy_groups` lists the default groups
+of a model (its top-level blocks that hold prunable layers), which ``netzip search`` samples.
+
 ``round_to`` keeps every pruned layer's channel count a multiple of it (torch-pruning's
 ``round_to``): odd counts such as 37 channels leave the vectorised conv kernels (oneDNN, MLAS) on
 their slow remainder paths. The default, :data:`ROUND_TO`, was chosen by measurement
@@ -61,7 +68,11 @@ _IMPORTANCES: dict[str, Callable[[], tp.importance.Importance]] = {
 
 #: Bisection stops after this many trials or when the ratio interval is narrower than _MIN_STEP.
 _MAX_TRIALS = 20
+#: ``result.info`` key prefix of a policy group's applied channel ratio (``policy.layer1``).
+POLICY_PREFIX = "policy."
 _MIN_STEP = 1e-3
+#: Highest channel ratio a layer group of a policy gets (a layer keeps at least 5% of its channels).
+MAX_GROUP_RATIO = 0.95
 
 
 @dataclass
@@ -127,18 +138,36 @@ class _Pruner:
     ignored_name: str
     grad_batch: tuple[torch.Tensor, torch.Tensor] | None
     kept: tuple[str, ...] = ()  # modules never pruned, with everything inside them
+    policy: dict[str, float] | None = None  # layer group -> relative weight (layer_policy)
     round_to: int = 1  # pruned channel counts kept a multiple of this (1: any count)
+
+    @property
+    def max_scale(self) -> float:
+        """The top of the bisection: 1 (all channels) globally; with a policy, the scale at which the
+        largest-weight group reaches :data:`MAX_GROUP_RATIO`."""
+        top = max((self.policy or {}).values(), default=0.0)
+        return MAX_GROUP_RATIO / top if self.policy and top > 0 else 1.0
+
+    def group_ratios(self, scale: float) -> dict[str, float]:
+        """The channel ratio of each policy group at ``scale`` (capped at :data:`MAX_GROUP_RATIO`)."""
+        return {name: min(scale * weight, MAX_GROUP_RATIO) for name, weight in (self.policy or {}).items()}
 
     def trial(self, ratio: float) -> _Trial:
         model = copy.deepcopy(self.model)
         ignored = [model.get_submodule(self.ignored_name)]
         ignored += [m for name in self.kept for m in model.get_submodule(name).modules()]
+        if self.policy:  # local ranking, one ratio per group; layers outside the groups kept
+            layout = {
+                "global_pruning": False, "pruning_ratio": 0.0, "max_pruning_ratio": MAX_GROUP_RATIO,
+                "pruning_ratio_dict": {model.get_submodule(n): r for n, r in self.group_ratios(ratio).items()},
+            }
+        else:
+            layout = {"global_pruning": True, "pruning_ratio": ratio}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             pruner = tp.pruner.BasePruner(
                 model, self.example_inputs[:1], importance=_IMPORTANCES[self.importance](),
-                global_pruning=True, pruning_ratio=ratio, ignored_layers=ignored,
-                round_to=self.round_to if self.round_to > 1 else None,
+                ignored_layers=ignored, round_to=self.round_to if self.round_to > 1 else None, **layout,
             )
             if self.grad_batch is not None:
                 _taylor_gradients(model, self.grad_batch)
@@ -160,7 +189,7 @@ def _search(pruner: _Pruner, amount: float, tolerance: float) -> tuple[_Trial, i
     Raises:
         CompressionError: no ratio reaches ``amount``.
     """
-    low, high = 0.0, 1.0
+    low, high = 0.0, pruner.max_scale
     best: _Trial | None = None
     most = 0.0
     trials = 0
@@ -197,6 +226,66 @@ def _kept_modules(model: nn.Module, names: str) -> tuple[str, ...]:
     return kept
 
 
+def _prunable(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.conv._ConvNd | nn.Linear)
+
+
+def policy_groups(model: nn.Module, example_inputs: torch.Tensor) -> list[str]:
+    """The default layer groups of a per-layer policy: the model's top-level modules that hold a
+    prunable (Conv/Linear) layer other than the output layer, in definition order.
+
+    When only one such module exists (a ``Sequential`` trunk), its children are the groups instead,
+    descending until there are at least two (ResNet18: ``conv1, layer1, layer2, layer3, layer4``;
+    the tiny CNN: ``features.0, features.3``).
+    """
+    head_name, head = output_layer(model, example_inputs)
+
+    def holders(parent: nn.Module, prefix: str) -> list[tuple[str, nn.Module]]:
+        return [
+            (f"{prefix}{name}", child) for name, child in parent.named_children()
+            if any(_prunable(m) and m is not head for m in child.modules())
+        ]
+
+    groups = holders(model, "")
+    while len(groups) == 1 and any(True for _ in groups[0][1].children()):
+        groups = holders(groups[0][1], groups[0][0] + ".")
+    if not groups:
+        raise CompressionError(
+            f"prune_structured: the model has no prunable layer besides its output layer {head_name!r}"
+        )
+    return [name for name, _ in groups]
+
+
+def parse_policy(text: str, model: nn.Module) -> dict[str, float] | None:
+    """``"layer1=0.5,layer2=1"`` -> ``{"layer1": 0.5, "layer2": 1.0}`` (``None`` for ``""``).
+
+    Raises:
+        CompressionError: a malformed entry, a weight outside [0, 1], or a name that is not a module.
+    """
+    if not text.strip():
+        return None
+    known = dict(model.named_modules())
+    policy: dict[str, float] = {}
+    for entry in (e.strip() for e in text.split(",") if e.strip()):
+        name, sep, value = entry.partition("=")
+        try:
+            weight = float(value) if sep else float("nan")
+        except ValueError:
+            weight = float("nan")
+        if not 0.0 <= weight <= 1.0:
+            raise CompressionError(
+                f"prune_structured: params.layer_policy entry {entry!r} is not NAME=WEIGHT with a "
+                "weight in [0, 1]; e.g. layer_policy: 'layer1=0.2,layer2=1.0'"
+            )
+        if name.strip() not in known or not name.strip():
+            raise CompressionError(
+                f"prune_structured: params.layer_policy names {name.strip()!r}, which is not a module of "
+                "the model; use names from model.named_modules() (e.g. layer1,layer2 for ResNet18)"
+            )
+        policy[name.strip()] = weight
+    return policy
+
+
 def _prune_structured(
     model: nn.Module,
     params: dict[str, ParamValue],
@@ -215,9 +304,10 @@ def _prune_structured(
     expected = reference_shape(model, example_inputs)
     ignored_name, _ = output_layer(model, example_inputs)
     kept = _kept_modules(model, str(params["ignored_layers"]))
+    policy = parse_policy(str(params["layer_policy"]), model)
     pruner = _Pruner(
         model, example_inputs, importance, int(params["seed"]), str(params["target"]),
-        _measure(model, example_inputs), ignored_name, grad_batch, kept, int(params["round_to"]),
+        _measure(model, example_inputs), ignored_name, grad_batch, kept, policy, int(params["round_to"]),
     )
     best, trials = _search(pruner, float(params["amount"]), float(params["tolerance"]))
     pruned = best.model
@@ -235,6 +325,8 @@ def _prune_structured(
         "param_reduction": 1.0 - best.params / pruner.base[1],
         "mac_reduction": 1.0 - best.macs / pruner.base[0],
     }
+    if policy:  # the policy as applied: each group's channel ratio (channel_ratio is the scale)
+        info.update({f"{POLICY_PREFIX}{name}": r for name, r in pruner.group_ratios(best.ratio).items()})
     info.update(
         train_for_technique(
             pruned, data, params, int(params["finetune_epochs"]), hooks, "prune_structured",
@@ -260,6 +352,9 @@ PRUNE_STRUCTURED = TechniqueSpec(
                   "everything inside them (e.g. backbone.fpn,rpn,roi_heads keeps a detector's heads)"),
         ParamSpec("round_to", int, ROUND_TO, "keep each pruned layer's channel count a multiple of "
                   "this, so vectorised kernels stay on their fast path (1: any count)", low=1),
+        ParamSpec("layer_policy", str, "", "per-layer sparsity policy 'module=weight,...' (weights "
+                  "0-1): each module's layers lose scale x weight of their channels (at most 95%), "
+                  "the scale found to reach amount; empty: one global ranking"),
         epochs_param("finetune_epochs", 0, "fine-tuning epochs after pruning"),
         LR,
         OPTIMIZER,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,19 +36,28 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"is not valid YAML: {short_repr(text, 200)}"
 
 
+def dotted_key(key: str) -> str:
+    """The bracket form our errors print, ``recipes[1].params.amount``, as ``recipes.1.params.amount``."""
+    return re.sub(r"\[(\d+)\]", r".\1", key.strip()).lstrip(".")
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``"data.path=/x"`` -> ``("data.path", "/x")``; the value is parsed as YAML (safely).
+
+    List items can be named either way: ``recipes[1].params.amount=0.5`` (as errors print the
+    field) or ``recipes.1.params.amount=0.5``.
 
     Raises:
         ConfigError: field ``--set KEY``: not KEY=VALUE, an empty key, or a value YAML cannot read.
     """
     if "=" not in text:
         raise ConfigError("--set", f"{short_repr(text)} is not KEY=VALUE", "e.g. --set data.path=/data/images")
-    key, value = (part.strip() for part in text.split("=", 1))
+    raw_key, value = text.split("=", 1)
+    key = dotted_key(raw_key)
     if not key or any(not part for part in key.split(".")):
         raise ConfigError("--set", f"{short_repr(text)} has an empty key part", "e.g. --set recipes.0.params.amount=0.5")
     try:
-        return key, yaml.safe_load(value)
+        return key, yaml.safe_load(value.strip())
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {key}", _yaml_problem(exc), "quote the value or write plain YAML") from None
 
@@ -62,7 +72,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[s
     out = copy.deepcopy(raw)
     for dotted, value in overrides.items():
         node: Any = out
-        parts = dotted.split(".")
+        parts = dotted_key(dotted).split(".")
         for depth, part in enumerate(parts):
             last = depth == len(parts) - 1
             where = ".".join(parts[:depth]) or "the study"
@@ -129,6 +139,10 @@ def validate_study(raw: Mapping[str, Any], source: str = "study") -> StudySpec:
         if problem is not None:
             raise ConfigError(f"{source}: recipes[{i}].{problem[0]}", problem[1], problem[2])
         recipes.append(recipe.model_copy(update={"params": params}))
+    if spec.search is not None:
+        from netzip_mlflow.search.space import check_space
+
+        check_space(spec.search, source)
     return spec.model_copy(update={"recipes": recipes})
 
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from netzip_mlflow.config.search import SearchSettings
 from netzip_mlflow.errors import short_repr
 from netzip_mlflow.tracking import keys
 
@@ -52,7 +53,11 @@ class DataSpec(_Strict):
 
 
 class TrainSpec(_Strict):
-    """Training of the baseline when no weights are given."""
+    """Training of the baseline: from scratch for a built model, fine-tuning for a loaded one.
+
+    ``epochs`` defaults to 2 for a model built from ``model.arch`` and to 0 for one loaded from
+    ``model.path`` (set it to fine-tune the loaded weights on the study's training data).
+    """
 
     epochs: int = Field(2, ge=0, le=1000)
     lr: float = Field(0.05, gt=0, le=10)
@@ -71,6 +76,19 @@ class ModelSpec(_Strict):
     )
     train: TrainSpec = TrainSpec()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _loaded_models_train_only_when_asked(cls, raw: Any) -> Any:
+        """``train.epochs`` defaults to 0 when ``path`` is given (the loaded weights are the baseline)."""
+        if not isinstance(raw, dict) or raw.get("path") is None:
+            return raw
+        train = raw.get("train")
+        if train is None:
+            return {**raw, "train": {"epochs": 0}}
+        if isinstance(train, dict) and "epochs" not in train:
+            return {**raw, "train": {**train, "epochs": 0}}
+        return raw
+
 
 class LatencySpec(_Strict):
     warmup_s: float = Field(1.0, ge=0, le=3600)
@@ -86,12 +104,24 @@ class RatioSpec(_Strict):
     efficiency: str = keys.ENERGY_PER_SAMPLE
     weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
     zeta: float = Field(1.0, gt=0)
+    score_at_chance: bool = Field(
+        False,
+        description="compute ratios and OCS even when the baseline or the compressed model is not "
+        "above chance (they compare noise then; CLI: --score-at-chance)",
+    )
 
     @field_validator("performance", "speedup", "compression", "efficiency")
     @classmethod
     def _known_metric(cls, value: str) -> str:
         if value not in keys.METRICS:
             raise ValueError(f"unknown metric key {short_repr(value)}; use one of {', '.join(sorted(keys.METRICS))}")
+        return value
+
+    @field_validator("weights")
+    @classmethod
+    def _positive_weights(cls, value: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        if not all(w > 0 for w in value):
+            raise ValueError(f"every OCS weight must be positive, got {list(value)}")
         return value
 
 
@@ -195,8 +225,24 @@ class ExecutorSpec(_Strict):
     address: str | None = Field(None, description="Ray cluster address, e.g. 'auto' or 'ray://head:10001'")
 
 
+class SearchSpec(SearchSettings):
+    """The ``search:`` block: recipe templates (a recipe whose params may hold ranges ``{low, high}``,
+    choices ``{choices: [...]}`` or, for ``layer_policy``, ``{groups, low, high}``) and the settings of
+    :class:`~netzip_mlflow.config.search.SearchSettings`."""
+
+    recipes: list[RecipeSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_template_names(self) -> SearchSpec:
+        names = [r.name for r in self.recipes]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValueError(f"recipes[{i}].name {name!r} is used twice; template names must be unique")
+        return self
+
+
 class StudySpec(_Strict):
-    """A whole study: data, baseline model, evaluation settings and recipes."""
+    """A whole study: data, baseline model, evaluation settings, recipes and an optional search."""
 
     study: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")
     experiment: str | None = None
@@ -205,9 +251,16 @@ class StudySpec(_Strict):
     data: DataSpec
     model: ModelSpec = ModelSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
-    recipes: list[RecipeSpec] = Field(min_length=1)
+    recipes: list[RecipeSpec] = Field(default_factory=list)
     executor: ExecutorSpec = ExecutorSpec()
     report: ReportSpec = ReportSpec()
+    search: SearchSpec | None = None
+
+    @model_validator(mode="after")
+    def _something_to_run(self) -> StudySpec:
+        if not self.recipes and self.search is None:
+            raise ValueError("give at least one recipe in 'recipes' (netzip run) or a 'search' block (netzip search)")
+        return self
 
     @model_validator(mode="after")
     def _unique_recipe_names(self) -> StudySpec:

@@ -35,11 +35,14 @@ class Predictions:
         labels: true class per sample, shape (N,).
         topk: the model's ``k`` best classes per sample, best first, shape (N, k).
         num_classes: the width of the model's output.
+        confidence: softmax probability of the top-1 class per sample, shape (N,) (``None`` when
+            not recorded, e.g. predictions saved by an older version).
     """
 
     labels: np.ndarray
     topk: np.ndarray
     num_classes: int
+    confidence: np.ndarray | None = None
 
     @property
     def top1(self) -> np.ndarray:
@@ -87,6 +90,7 @@ def predict(
     model.eval()
     labels: list[np.ndarray] = []
     topk: list[np.ndarray] = []
+    confidence: list[np.ndarray] = []
     num_classes = 0
     nonfinite, first_bad = 0, -1
     try:
@@ -112,6 +116,7 @@ def predict(
             num_classes = logits.shape[1]
             k = min(TOP_K, num_classes)
             topk.append(logits.topk(k, dim=1).indices.cpu().numpy())
+            confidence.append(torch.softmax(logits, dim=1).amax(dim=1).cpu().numpy())
             labels.append(targets.cpu().numpy())
     finally:
         model.train(was_training)
@@ -124,7 +129,9 @@ def predict(
             f"samples, first in batch {first_bad}; its accuracy would be meaningless: the model is "
             "numerically broken (lower the learning rate, or try other parameters; fp16 may overflow)"
         )
-    return Predictions(np.concatenate(labels).astype(np.int64), np.concatenate(topk), num_classes)
+    return Predictions(
+        np.concatenate(labels).astype(np.int64), np.concatenate(topk), num_classes, np.concatenate(confidence)
+    )
 
 
 def accuracy_metrics(pred: Predictions) -> dict[str, float]:

@@ -11,20 +11,24 @@ MLflow: ``nz.evaluate`` (:mod:`netzip_mlflow.api`) composes it with the tracking
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from netzip_mlflow.analysis.chance import check_chance
 from netzip_mlflow.analysis.class_impact import class_impact
 from netzip_mlflow.analysis.ratios import compute_ratios
 from netzip_mlflow.data.batches import Batch
 from netzip_mlflow.errors import ConfigError
-from netzip_mlflow.evaluation.accuracy import agreement, model_input
+from netzip_mlflow.evaluation.accuracy import Predictions, agreement, model_input
 from netzip_mlflow.evaluation.classification import ClassificationTask
 from netzip_mlflow.evaluation.deployed import TORCH_RUNTIME, TORCH_THREAD_OPTION, DeployedModel
 from netzip_mlflow.evaluation.detection import DetectionTask
@@ -87,6 +91,43 @@ def gather_images(data: Iterable[Batch], indices: Iterable[int]) -> dict[int, to
     return found
 
 
+def most_confident_first(exemplars: pd.DataFrame, predictions: Predictions | None) -> pd.DataFrame:
+    """The exemplars ordered by the compressed model's confidence in its (changed) answer, highest first.
+
+    Adds ``compressed_confidence`` (softmax probability of its top-1, fraction). A confident flip is
+    the most informative one to look at: the compressed model is sure of an answer the baseline did
+    not give. Ties (and predictions without confidences) keep the sample order.
+    """
+    if predictions is None or predictions.confidence is None or exemplars.empty:
+        return exemplars
+    conf = predictions.confidence[exemplars["index"].to_numpy(dtype=np.int64)]
+    ordered = exemplars.assign(compressed_confidence=conf)
+    return ordered.sort_values("compressed_confidence", ascending=False, kind="stable").reset_index(drop=True)
+
+
+_WARNED: set[tuple[str | None, str]] = set()
+"""(baseline run id, who is at chance) already warned about: a study warns once, not per recipe."""
+
+
+def _chance_reason(report: EvaluationReport, facts: BaselineFacts, config: EvaluationConfig) -> str | None:
+    """Why ratios would compare noise (baseline or compressed top-1 not above chance), or ``None``.
+
+    Only for top-1 as the performance metric and unless ``config.ratios.score_at_chance``.
+    """
+    if config.ratios.score_at_chance or config.ratios.performance != keys.TOP1 or report.predictions is None:
+        return None
+    labels = report.predictions.labels
+    reasons = []
+    for who, metrics in (("baseline", facts.metrics), ("compressed model", report.metrics)):
+        top1 = metrics.get(keys.TOP1)
+        if top1 is None or not math.isfinite(top1):
+            continue
+        check = check_chance(top1, labels)
+        if check.at_chance:
+            reasons.append(check.describe(who))
+    return "; ".join(reasons) or None
+
+
 def compare(report: EvaluationReport, baseline: EvaluationReport | BaselineFacts, config: EvaluationConfig) -> None:
     """Add agreement, ratios, OCS and class-level impact against ``baseline`` to ``report`` in place."""
     facts = baseline_facts(baseline)
@@ -109,6 +150,15 @@ def compare(report: EvaluationReport, baseline: EvaluationReport | BaselineFacts
         )
         report.metrics.update(report.impact.as_metrics())
         report.tags[keys.TAG_CIE_METHOD] = report.impact.method
+    withheld = _chance_reason(report, facts, config)
+    if withheld is not None:
+        report.tags[keys.TAG_OCS_WITHHELD] = withheld
+        report.tags[keys.TAG_MISSING_RATIOS] = "all (model at chance)"
+        who = (facts.run_id, withheld.split(" top-1")[0])
+        level = logging.WARNING if who not in _WARNED or facts.run_id is None else logging.INFO  # once per baseline
+        _WARNED.add(who)
+        log.log(level, "ratios and OCS withheld: %s (--score-at-chance computes them anyway)", withheld)
+        return
     result = compute_ratios(facts.metrics, report.metrics, config.ratios)
     for name, value in result.ratios.items():
         report.tags[keys.ratio_metric_tag(name)] = result.metrics_used[name]
@@ -188,6 +238,9 @@ def measure(
     report.tags[keys.TAG_ROLE] = keys.ROLE_BASELINE if baseline is None else keys.ROLE_COMPRESSED
     if baseline is not None:
         compare(report, baseline, config)
+        if report.impact is not None and len(report.impact.exemplars):
+            ordered = most_confident_first(report.impact.exemplars, report.predictions)
+            report.impact = dataclasses.replace(report.impact, exemplars=ordered)
         if report.impact is not None and len(report.impact.exemplars) and found.batches is not None:
             first = report.impact.exemplars["index"].head(EXEMPLAR_GRID)
             report.exemplar_images = gather_images(found.batches, first)

@@ -10,6 +10,8 @@ share as ``torch.save(model.state_dict(), path)`` and name the architecture in `
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,13 +20,41 @@ from torch import nn
 from netzip_mlflow.errors import ModelError
 
 
-def load_model_file(path: str | Path, model: nn.Module | None = None, trust: bool = False) -> nn.Module:
+@dataclass(frozen=True)
+class LoadedModel:
+    """What :func:`open_model_file` loaded: the module, whether it was a whole pickled module, and
+    which of the ``alternatives`` took the state_dict (``None``: the ``model`` given)."""
+
+    model: nn.Module
+    whole_module: bool
+    alternative: int | None = None
+
+
+def load_model_file(
+    path: str | Path,
+    model: nn.Module | None = None,
+    trust: bool = False,
+    alternatives: Sequence[Callable[[], nn.Module | None]] = (),
+) -> nn.Module:
+    """The module of :func:`open_model_file` (same arguments)."""
+    return open_model_file(path, model, trust, alternatives).model
+
+
+def open_model_file(
+    path: str | Path,
+    model: nn.Module | None = None,
+    trust: bool = False,
+    alternatives: Sequence[Callable[[], nn.Module | None]] = (),
+) -> LoadedModel:
     """Load ``path`` into ``model`` (a state_dict file) or as a whole module (``trust=True``).
 
     Args:
         path: a file written by ``torch.save``.
         model: the architecture to load a state_dict into; required unless ``trust`` is set.
         trust: allow unpickling a whole module (can run code from the file).
+        alternatives: builders of other layouts of the same architecture (torchvision's standard
+            stem, say), tried in order when the state_dict does not fit ``model``; the first that
+            fits is returned. A builder may return ``None`` (no such layout).
     """
     file = Path(path).expanduser()
     if not file.is_file():
@@ -41,7 +71,7 @@ def load_model_file(path: str | Path, model: nn.Module | None = None, trust: boo
         )
         raise ModelError(f"model.path: cannot load {file}: {hint}") from exc
     if isinstance(obj, nn.Module):
-        return obj
+        return LoadedModel(obj, whole_module=True)
     if not isinstance(obj, dict):
         raise ModelError(f"model.path: {file} holds a {type(obj).__name__}, expected a state_dict or nn.Module")
     if model is None:
@@ -49,11 +79,21 @@ def load_model_file(path: str | Path, model: nn.Module | None = None, trust: boo
     try:
         model.load_state_dict(obj)
     except RuntimeError as exc:
+        for index, build in enumerate(alternatives):
+            other = build()
+            if other is None:
+                continue
+            try:
+                other.load_state_dict(obj)
+            except RuntimeError:
+                continue
+            return LoadedModel(other, whole_module=False, alternative=index)
         details = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
         first = details[0][:300] if details else str(exc).splitlines()[0]
         raise ModelError(
             f"model.path: {file} does not fit the architecture {type(model).__name__} built for this data "
             f"({first}); save the state_dict of model.arch built with the dataset's number of classes "
-            "and input channels, or name the architecture it was saved from"
+            "and input channels (model.arch names any torchvision classification model, e.g. mobilenet_v3_small), "
+            "or load a whole module you saved with torch.save(model) and --trust-model-file"
         ) from exc
-    return model
+    return LoadedModel(model, whole_module=False)

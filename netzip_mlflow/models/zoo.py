@@ -1,4 +1,11 @@
-"""Built-in architectures, built with random weights (no download), adapted to the input size.
+"""Architectures by name, built with random weights (no download), for the dataset's classes and channels.
+
+``resnet18`` and ``tiny_cnn`` are built in (the ResNet18's stem adapted to small images, see
+:func:`resnet18`); every other name is looked up in torchvision's model registry
+(``torchvision.models.list_models(module=torchvision.models)``: ``mobilenet_v3_small``,
+``efficientnet_b0``, ``convnext_tiny``, ``vit_b_16``, ...) and built with ``weights=None``, the
+dataset's number of classes, and its first convolution rebuilt for the dataset's channels when they
+are not 3 (:func:`build_torchvision`).
 
 Every architecture can be built narrower (``width`` < 1: that fraction of the channels of every
 layer but the classifier), e.g. a half-width ResNet18 as a distillation student. Narrowing goes
@@ -9,6 +16,9 @@ the module structure stays the same as the full-width model's.
 from __future__ import annotations
 
 from collections.abc import Callable
+
+import difflib
+import warnings
 
 import torch
 import torch_pruning as tp
@@ -67,9 +77,105 @@ ARCHITECTURES: dict[str, Callable[[int, tuple[int, int, int]], nn.Module]] = {
     "resnet18": resnet18,
     "tiny_cnn": tiny_cnn,
 }
+"""Architectures built here; every other torchvision classification model is built by name."""
 
-#: The classifier of each built-in architecture (kept at full width by :func:`narrow`).
-_HEADS = {"resnet18": "fc", "tiny_cnn": "classifier"}
+#: torchvision constructor arguments some architectures need to run as one plain classifier.
+_TORCHVISION_KWARGS: dict[str, dict[str, object]] = {
+    "inception_v3": {"aux_logits": False, "init_weights": False},
+    "googlenet": {"aux_logits": False, "init_weights": False},
+}
+
+
+def torchvision_architectures() -> list[str]:
+    """The classification architectures torchvision can build by name (its model registry)."""
+    return list(torchvision.models.list_models(module=torchvision.models))
+
+
+def known_architectures() -> list[str]:
+    """Every name ``model.arch`` accepts: the built-ins and torchvision's classification models."""
+    return sorted(set(ARCHITECTURES) | set(torchvision_architectures()))
+
+
+def check_architecture(arch: str, field: str = "model.arch") -> None:
+    """Raise :class:`ConfigError` naming ``field`` and the closest names if ``arch`` is unknown."""
+    if arch in ARCHITECTURES or arch in torchvision_architectures():
+        return
+    close = difflib.get_close_matches(arch, known_architectures(), n=3)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise ConfigError(
+        field,
+        f"unknown architecture {arch!r}",
+        f"{hint}use tiny_cnn, resnet18 or any torchvision classification model "
+        "(torchvision.models.list_models(module=torchvision.models), e.g. mobilenet_v3_small), "
+        "or load a whole module with model.path and --trust-model-file",
+    )
+
+
+def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
+    """The name and module of the first ``Conv2d`` in registration order (the stem), if any."""
+    return next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+
+
+def adapt_channels(model: nn.Module, channels: int) -> nn.Module:
+    """Rebuild the stem convolution for ``channels`` input channels (in place; fresh weights)."""
+    found = first_conv(model)
+    if found is None or found[1].in_channels == channels:
+        return model
+    name, conv = found
+    replacement = nn.Conv2d(
+        channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+        groups=1, bias=conv.bias is not None, padding_mode=conv.padding_mode,
+    )
+    model.set_submodule(name, replacement)
+    return model
+
+
+def build_torchvision(arch: str, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
+    """torchvision's ``arch`` as torchvision defines it (standard stem), random weights, no download.
+
+    ``num_classes`` outputs; the first convolution is rebuilt when the images do not have 3
+    channels; vision transformers get ``image_size`` = the images' side.
+    """
+    kwargs: dict[str, object] = dict(_TORCHVISION_KWARGS.get(arch, {}))
+    if arch.startswith("vit_"):
+        kwargs["image_size"] = input_shape[1]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **kwargs)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        raise ConfigError("model.arch", f"torchvision cannot build {arch!r} for this data: {exc}") from None
+    return adapt_channels(model, input_shape[0])
+
+
+def classifier_head(model: nn.Module, num_classes: int) -> nn.Module:
+    """The classifier: the last Linear (or 1x1 Conv, as in SqueezeNet) with ``num_classes`` outputs."""
+    head = None
+    for module in model.modules():
+        if isinstance(module, nn.Linear) and module.out_features == num_classes:
+            head = module
+        elif isinstance(module, nn.Conv2d) and module.out_channels == num_classes:
+            head = module
+    if head is None:
+        raise ConfigError("model.arch", f"no layer with {num_classes} outputs found to keep as the classifier")
+    return head
+
+
+def _build(arch: str, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
+    if arch in ARCHITECTURES:
+        return ARCHITECTURES[arch](num_classes, input_shape)
+    return build_torchvision(arch, num_classes, input_shape)
+
+
+def standard_variant(arch: str, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module | None:
+    """torchvision's own layout of ``arch`` when :func:`build_model` adapts it, else ``None``.
+
+    A state_dict saved from ``torchvision.models.resnet18(num_classes=...)`` has the ImageNet stem
+    (7x7/2 conv + max-pool) that the small-image ResNet18 replaces; this model loads it.
+    """
+    if arch == "resnet18" and input_shape[1] < 64:
+        return build_torchvision(arch, num_classes, input_shape)
+    return None
 
 
 def narrow(
@@ -145,7 +251,7 @@ def build_model(
     """Build a built-in architecture with seeded random weights.
 
     Args:
-        arch: ``"resnet18"`` or ``"tiny_cnn"``.
+        arch: ``"resnet18"``, ``"tiny_cnn"`` or any torchvision classification model name.
         num_classes: outputs of the classifier.
         input_shape: ``(channels, height, width)`` of one input image.
         seed: seeds the random weights.
@@ -155,13 +261,12 @@ def build_model(
     Raises:
         ConfigError: unknown ``arch`` (field ``model.arch``) or ``width`` out of (0, 1].
     """
-    if arch not in ARCHITECTURES:
-        raise ConfigError("model.arch", f"unknown architecture {arch!r}", f"use one of {sorted(ARCHITECTURES)}")
+    check_architecture(arch)
     torch.manual_seed(seed)
-    model = ARCHITECTURES[arch](num_classes, input_shape)
+    model = _build(arch, num_classes, input_shape)
     if width != 1:
         example = torch.zeros(1, *input_shape)
-        narrow(model, width, example, keep=model.get_submodule(_HEADS[arch]))
+        narrow(model, width, example, keep=classifier_head(model, num_classes))
         torch.manual_seed(seed)
         reinitialize(model)
     return model

@@ -83,7 +83,7 @@ def evaluation_config(spec: StudySpec, class_names: list[str], progress: bool = 
         ),
         idle_s=e.idle_s,
         power_log=e.power_log,
-        ratios=RatioConfig(performance, r.speedup, r.compression, r.efficiency, tuple(r.weights), r.zeta),
+        ratios=RatioConfig(performance, r.speedup, r.compression, r.efficiency, tuple(r.weights), r.zeta, r.score_at_chance),
         class_names=tuple(class_names),
         progress=progress,
     )

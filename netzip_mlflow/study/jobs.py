@@ -43,6 +43,7 @@ class StudyResult:
     study_run_id: str
     baseline_run_id: str
     outcomes: list[RecipeOutcome] = field(default_factory=list)
+    experiment_id: str = ""
     leaderboard: pd.DataFrame | None = None
     resumed: bool = False
     baseline_reused: bool = False

@@ -111,7 +111,8 @@ def baseline_task(job: RemoteJob, hw_class: str, resources: dict[str, Any]) -> E
         keys.TAG_BASELINE_OF: job.baseline_run_id, **node_tags(resources),
     }
     with start_run(run_name=f"baseline@{hw_class}", parent_run_id=job.study_run_id, tags=tags):
-        mlflow.log_params({"model.arch": spec.model.arch, "data.source": data.split.name, "seed": spec.seed})
+        model_class = f"{type(model).__module__}.{type(model).__qualname__}"  # what was really loaded
+        mlflow.log_params({"model.class": model_class, "data.source": data.split.name, "seed": spec.seed})
         report = evaluate(model, data.test, spec.task, evaluation_config(spec, data.split.classes, False), log_to_mlflow=True)
     report.exemplar_images = {}
     return report

@@ -143,6 +143,7 @@ def run_recipe(
                 result = compress(
                     baseline, recipe.technique, recipe.params, data=data.train,
                     example_inputs=example_inputs(data), on_epoch_end=epoch_logger("finetune"),
+                    progress=progress,
                 )
             retry_locked(mlflow.log_params, flat_params("result.", result.info))
             if result.tags:

@@ -23,19 +23,21 @@ Reliability:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import yaml
-from torch import nn
 
 from netzip_mlflow.config.loader import load_study
 from netzip_mlflow.config.schema import RecipeSpec, StudySpec
-from netzip_mlflow.study.baseline import initial_model, reuse_baseline, run_baseline
+from netzip_mlflow.errors import ConfigError
+from netzip_mlflow.models.baseline import BaselineModel
+from netzip_mlflow.study.baseline import baseline_for, initial_model
 from netzip_mlflow.study.context import StudyData, load_data
-from netzip_mlflow.study.executors import Executor, make_executor
+from netzip_mlflow.study.executors import Executor, LocalExecutor, make_executor
 from netzip_mlflow.study.jobs import RecipeOutcome, StudyJob, StudyResult
 from netzip_mlflow.study.lease import lock_file, study_lease
 from netzip_mlflow.study.preflight import preflight
@@ -55,6 +57,30 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+PhaseFn = Callable[[str], None]
+"""Receives one status line per phase of a study."""
+
+
+def _model_line(spec: StudySpec) -> str:
+    m = spec.model
+    if m.path is None:
+        return f"{spec.detection_arch if spec.task == 'detection' else m.arch}, random init"
+    return f"loading {m.path}"
+
+
+def _announced(run_one: Callable[..., RecipeOutcome], phase: PhaseFn, total: int) -> Callable[..., RecipeOutcome]:
+    """``run_one`` that first reports "recipe i of n: name (technique)" (local executor only)."""
+    count = 0
+
+    def run(recipe: RecipeSpec, *args: Any, **kwargs: Any) -> RecipeOutcome:
+        nonlocal count
+        count += 1
+        phase(f"recipe {count} of {total}: {recipe.name} ({recipe.technique})")
+        return run_one(recipe, *args, **kwargs)
+
+    return run
+
+
 def _reused_outcome(recipe: RecipeSpec, previous: PreviousRuns) -> RecipeOutcome | None:
     run = previous.recipes.get(recipe.name)
     if run is None:
@@ -62,6 +88,15 @@ def _reused_outcome(recipe: RecipeSpec, previous: PreviousRuns) -> RecipeOutcome
     return RecipeOutcome(
         recipe.name, recipe.technique, run.info.run_id, "FINISHED", ocs=run.data.metrics.get(keys.OCS), reused=True
     )
+
+
+def open_study_run(spec: StudySpec, previous: PreviousRuns, extra_tags: Mapping[str, str] | None = None):
+    """Start the study's parent run: the earlier one of ``previous`` to resume, or a new one tagged
+    with the role, study and baseline hash (and ``extra_tags``)."""
+    if previous.study_run_id:
+        return retry_locked(start_run, run_id=previous.study_run_id)
+    tags = {keys.TAG_ROLE: keys.ROLE_STUDY, keys.TAG_STUDY: spec.study, TAG_CONFIG_HASH: baseline_hash(spec)}
+    return retry_locked(start_run, run_name=safe_name(spec.study), tags={**tags, **(extra_tags or {})})
 
 
 def _with_trust(spec: StudySpec) -> StudySpec:
@@ -75,6 +110,7 @@ def run_study(
     fresh: bool = False,
     trust_model_file: bool = False,
     executor: Executor | None = None,
+    on_phase: PhaseFn | None = None,
 ) -> StudyResult:
     """Run a study: train or load the baseline, evaluate it, then compress and evaluate each recipe.
 
@@ -88,11 +124,16 @@ def run_study(
             arbitrary code: only for files you made yourself (same as ``model.trust_model_file``).
         executor: where recipes run (default: the study's ``executor:`` section, i.e. one after
             another in this process; see :mod:`netzip_mlflow.study.executors`).
+        on_phase: called with one line as each phase starts ("baseline: ... measuring",
+            "recipe 2 of 3: ..."); the CLI prints them. Default: logged at INFO level.
 
     Returns the runs made (or reused) and the study's leaderboard. Failed recipes are in
     ``result.failed``.
     """
+    phase = on_phase or (lambda line: log.info("%s", line))
     spec = study if isinstance(study, StudySpec) else load_study(study, overrides)
+    if not spec.recipes:
+        raise ConfigError("recipes", "the study has no recipes, only a search block", "run it with netzip search")
     if trust_model_file:
         spec = _with_trust(spec)
     executor = executor or make_executor(spec.executor)
@@ -100,38 +141,43 @@ def run_study(
         uri = mlflow.get_tracking_uri()
         executor.prepare(spec, uri)  # e.g. Ray needs an http:// tracking server
         preflight(spec)  # the device exists, the power log can be read
+        phase(f"study {spec.study}: loading the data")
         data = load_data(spec, progress)  # bad data and bad models fail here, before the store is touched
+        phase(f"building the baseline model ({_model_line(spec)})")
         model = initial_model(spec, data)
-        # One writer per study: a local store's lease is a lock file (taken before the store is
-        # touched); a server's is an experiment tag (needs the experiment).
-        experiment_id = None if lock_file(uri, spec.experiment_name, spec.study) else ensure_experiment(spec.experiment_name)
-        with study_lease(uri, spec.experiment_name, spec.study, experiment_id):
-            return _run_leased(spec, data, model, progress, fresh, executor, experiment_id)
+        with leased_study(spec, uri) as experiment_id:
+            previous = PreviousRuns() if fresh else find_previous(spec, experiment_id)
+            with open_study_run(spec, previous) as parent:
+                with failure_recorded():
+                    return _run_in_parent(spec, data, progress, previous, parent.info.run_id, model, executor, experiment_id, phase)
     finally:
         executor.close()
 
 
-def _run_leased(
-    spec: StudySpec, data: StudyData, model: nn.Module, progress: bool, fresh: bool, executor: Executor, experiment_id: str | None
-) -> StudyResult:
-    """:func:`run_study` once the study's lease is held: open (or reopen) the study run and run it."""
-    experiment_id = experiment_id or ensure_experiment(spec.experiment_name)
-    retry_locked(mlflow.set_experiment, experiment_id=experiment_id)  # nested runs follow it
-    previous = PreviousRuns() if fresh else find_previous(spec, experiment_id)
-    if previous.study_run_id:
-        parent_run = retry_locked(start_run, run_id=previous.study_run_id)
-    else:
-        tags = {keys.TAG_ROLE: keys.ROLE_STUDY, keys.TAG_STUDY: spec.study, TAG_CONFIG_HASH: baseline_hash(spec)}
-        parent_run = retry_locked(start_run, run_name=safe_name(spec.study), tags=tags)
-    with parent_run as parent:
-        try:
-            return _run_in_parent(spec, data, progress, previous, parent.info.run_id, model, executor, experiment_id)
-        except KeyboardInterrupt:
-            end_interrupted()
-            raise
-        except BaseException as exc:
-            record_failure(exc)
-            raise
+@contextmanager
+def leased_study(spec: StudySpec, uri: str) -> Iterator[str]:
+    """Hold the study's lease (:mod:`netzip_mlflow.study.lease`) and yield its experiment id, made the
+    active experiment. A local store's lease is a lock file, taken before the store is touched; a
+    server's is an experiment tag (it needs the experiment)."""
+    experiment_id = None if lock_file(uri, spec.experiment_name, spec.study) else ensure_experiment(spec.experiment_name)
+    with study_lease(uri, spec.experiment_name, spec.study, experiment_id):
+        experiment_id = experiment_id or ensure_experiment(spec.experiment_name)
+        retry_locked(mlflow.set_experiment, experiment_id=experiment_id)  # nested runs follow it
+        yield experiment_id
+
+
+@contextmanager
+def failure_recorded() -> Iterator[None]:
+    """Inside the active study run: Ctrl-C ends it KILLED ("interrupted by user"), anything else
+    raised marks it FAILED with ``netzip.error``; the exception propagates either way."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        end_interrupted()
+        raise
+    except BaseException as exc:
+        record_failure(exc)
+        raise
 
 
 def _run_in_parent(
@@ -140,9 +186,10 @@ def _run_in_parent(
     progress: bool,
     previous: PreviousRuns,
     parent_id: str,
-    model: nn.Module,
+    model: BaselineModel,
     executor: Executor,
     experiment_id: str,
+    phase: PhaseFn,
 ) -> StudyResult:
     resumed = previous.study_run_id is not None
     if resumed:
@@ -156,26 +203,27 @@ def _run_in_parent(
     else:
         retry_locked(mlflow.log_text, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), keys.STUDY_ARTIFACT)
         retry_locked(mlflow.log_params, {"seed": spec.seed, "recipes": len(spec.recipes), "data.train_samples": len(data.split.train), "data.test_samples": len(data.split.test), "data.skipped_files": len(getattr(data.split, "skipped", ()))})
-    reused = reuse_baseline(previous)
-    if reused is not None:
-        baseline, base_ref = reused
-        base_run_id = base_ref
-    else:
-        baseline, base_ref = run_baseline(spec, data, progress, model)
-        base_run_id = base_ref.run_id or ""
+    baseline, base_ref, base_run_id = baseline_for(spec, data, progress, previous, model, phase)
+    reused = isinstance(base_ref, str)  # the earlier run's baseline, referenced by its run id
     result = StudyResult(
-        spec.study, spec.experiment_name, parent_id, base_run_id,
-        resumed=resumed, baseline_reused=reused is not None, killed=list(previous.killed),
+        spec.study, spec.experiment_name, parent_id, base_run_id, experiment_id=experiment_id,
+        resumed=resumed, baseline_reused=reused, killed=list(previous.killed),
     )
     pending = []
     for recipe in spec.recipes:
-        outcome = _reused_outcome(recipe, previous) if reused is not None else None
+        outcome = _reused_outcome(recipe, previous) if reused else None
         if outcome is not None:
             result.outcomes.append(outcome)
         else:
             pending.append(recipe)
     job = StudyJob(spec, data, baseline, base_ref, parent_id, experiment_id, mlflow.get_tracking_uri(), progress)
-    result.outcomes.extend(executor.run_recipes(job, pending, run_recipe))
+    if result.outcomes:
+        phase(f"{len(result.outcomes)} of {len(spec.recipes)} recipes reused from the interrupted study run")
+    local = isinstance(executor, LocalExecutor)
+    if pending and not local:
+        phase(f"{len(pending)} recipes submitted to {type(executor).__name__}")
+    result.outcomes.extend(executor.run_recipes(job, pending, _announced(run_recipe, phase, len(pending)) if local else run_recipe))
+    phase("ranking the recipes and drawing the plots")
     result.leaderboard = log_leaderboard(spec, {o.run_id for o in result.outcomes}, result.notes)
     log_population(spec)
     return result

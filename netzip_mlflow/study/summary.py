@@ -43,35 +43,50 @@ def _note(notes: list[str], text: str) -> None:
     retry_locked(mlflow.set_tag, keys.TAG_LEADERBOARD_NOTE, " | ".join(notes)[:5000])
 
 
+def this_study_run(board: pd.DataFrame, run_ids: set[str]) -> pd.DataFrame:
+    """The rows of ``run_ids`` and of the baselines they refer to, re-ranked among themselves."""
+    from netzip_mlflow.analysis.leaderboard import ROLE_COLUMN
+
+    compressed = board["run_id"].isin(run_ids)
+    base = (board[ROLE_COLUMN] == keys.ROLE_BASELINE) & board["run_id"].isin(board.loc[compressed, "baseline_run_id"])
+    out = board[compressed | base].reset_index(drop=True)
+    ranked = (out[ROLE_COLUMN] != keys.ROLE_BASELINE) & out["rank"].notna()
+    if keys.OCS in out.columns:
+        out.loc[ranked, "rank"] = out.loc[ranked, keys.OCS].rank(ascending=False, method="min").astype("Int64")
+    out.attrs = dict(board.attrs)
+    return out
+
+
 def log_leaderboard(spec: StudySpec, run_ids: set[str] | None = None, notes: list[str] | None = None) -> pd.DataFrame | None:
     """Rank this study run's recipe runs (``run_ids``; earlier study runs of the same name are left
-    out) and log the table and plots to the study run.
+    out), the baseline as row 0, and log the table (csv, html, an MLflow table) and plots to the
+    study run.
 
-    Plots that cannot be drawn never fail the study: why is said in ``notes`` and the study run's
-    tag ``netzip.leaderboard.note`` (e.g. "no recipe has a finite OCS: baseline top-1 is 0").
+    Plots that cannot be drawn never fail the study: they are skipped and why is said in ``notes``
+    and the study run's tag ``netzip.leaderboard.note`` (e.g. "no recipe has a finite OCS: the
+    baseline's accuracy/top1 is 0").
     """
-    from netzip_mlflow.analysis.leaderboard import baselines, leaderboard
-    from netzip_mlflow.analysis.render import render
+    from netzip_mlflow.analysis.leaderboard import ROLE_COLUMN, baselines, leaderboard
+    from netzip_mlflow.analysis.render import display_frame, render
 
     notes = notes if notes is not None else []
-
-    board = leaderboard(spec.experiment_name, study=spec.study)
+    board = leaderboard(spec.experiment_name, study=spec.study, with_baseline=True)
     if run_ids is not None and not board.empty:
-        board = board[board["run_id"].isin(run_ids)].reset_index(drop=True)
-        if "rank" in board.columns and keys.OCS in board.columns:
-            board["rank"] = board[keys.OCS].rank(ascending=False, method="min").astype("Int64")
+        board = this_study_run(board, run_ids)
     if board.empty:
         return board
     retry_locked(mlflow.log_text, render(board, "csv"), f"{keys.LEADERBOARD_FOLDER}/leaderboard.csv")
     retry_locked(mlflow.log_text, render(board, "html"), f"{keys.LEADERBOARD_FOLDER}/leaderboard.html")
+    retry_locked(mlflow.log_table, data=display_frame(board), artifact_file=f"{keys.LEADERBOARD_FOLDER}/leaderboard_table.json")
     base = baselines(spec.experiment_name, study=spec.study)
     referenced = base[base["run_id"].isin(board["baseline_run_id"])] if not base.empty else base
-    missing = no_finite_ocs(board, referenced, evaluation_config(spec, []).ratios.performance)
+    compressed = board[board[ROLE_COLUMN] != keys.ROLE_BASELINE]
+    missing = no_finite_ocs(compressed, referenced, evaluation_config(spec, []).ratios.performance)
     if missing:
         _note(notes, f"no plots: {missing}")
         return board
     try:
-        _log_plots(board, base, referenced, spec.report.radar_top_k)
+        _log_plots(compressed, base, referenced, spec.report.radar_top_k, notes)
     except Exception as exc:  # noqa: BLE001 - the runs are logged; a plot must not fail the study
         _note(notes, f"plots incomplete: {error_message(exc)}")
     return board
@@ -95,23 +110,33 @@ def no_finite_ocs(board: pd.DataFrame, base: pd.DataFrame, performance: str) -> 
     return f"{reason}: no recipe has {', '.join(absent)}" if absent else reason
 
 
-def _log_plots(board: pd.DataFrame, base: pd.DataFrame, referenced: pd.DataFrame, radar_top_k: int) -> None:
-    """The radar, OCS bar and bubble plots (and the sparsity sweep) as artifacts of the study run."""
+def _log_plots(compressed: pd.DataFrame, base: pd.DataFrame, referenced: pd.DataFrame, radar_top_k: int, notes: list[str]) -> None:
+    """The radar, OCS bar and bubble plots (and the sparsity sweep) of the recipe rows ``compressed``
+    as artifacts of the study run; a plot that cannot be drawn is skipped and noted in ``notes``."""
     import tempfile
 
     from netzip_mlflow.analysis.plots import bubble_plot, ocs_bar_plot, radar_plot
     from netzip_mlflow.analysis.sweeps import plot_sweep, sweep_series
+    from netzip_mlflow.errors import DataError
 
     star = referenced.iloc[0] if not referenced.empty else None  # the baseline of the bubble plot
     figures = {
-        "radar": radar_plot(board, top_k=radar_top_k),
-        "ocs_bars": ocs_bar_plot(board),
-        "accuracy_latency_bubbles": bubble_plot(board, baseline=star),
+        "radar": lambda: radar_plot(compressed, top_k=radar_top_k),
+        "ocs_bars": lambda: ocs_bar_plot(compressed),
+        "accuracy_latency_bubbles": lambda: bubble_plot(compressed, baseline=star),
     }
-    for name, fig in figures.items():
+    skipped = []
+    for name, draw in figures.items():
+        try:
+            fig = draw()
+        except DataError as exc:  # e.g. too few rows with a finite value for this plot
+            skipped.append(f"{name}: {exc}")
+            continue
         retry_locked(mlflow.log_figure, fig, f"{keys.PLOTS_FOLDER}/{name}.png")
+    if skipped:
+        _note(notes, f"plots not drawn: {'; '.join(skipped)}")
     nonzero = dict(zip(base["run_id"], base[keys.PARAMS_NONZERO])) if keys.PARAMS_NONZERO in base else {}
-    series = sweep_series(board, nonzero)
+    series = sweep_series(compressed, nonzero)
     if series:
         with tempfile.TemporaryDirectory() as tmp:
             retry_locked(mlflow.log_artifact, str(plot_sweep(series, f"{tmp}/impact_vs_sparsity.png")), keys.PLOTS_FOLDER)

@@ -9,6 +9,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from netzip_mlflow.errors import TrackingError
+from netzip_mlflow.tracking import keys
 from netzip_mlflow.tracking.retry import retry_locked
 from netzip_mlflow.tracking.uri import mask_credentials
 
@@ -58,6 +59,10 @@ def store_client(tracking_uri: str | None = None) -> MlflowClient:
 def ensure_experiment(name: str, client: MlflowClient | None = None, attempts: int = 8) -> str:
     """The id of experiment ``name``, created if needed.
 
+    A new experiment gets the tag ``mlflow.experimentKind = custom_model_development``, so MLflow 3's
+    UI opens it on its runs (model-training) view instead of the GenAI overview; an existing
+    experiment is left as it is (it is the user's).
+
     Two studies starting together may both try to create it (one loses the race: the name already
     exists) or find SQLite locked: those are retried with jittered back-off. Any other failure (for
     example a tracking server that cannot be reached, after MLflow's own bounded HTTP retries, see
@@ -72,7 +77,7 @@ def ensure_experiment(name: str, client: MlflowClient | None = None, attempts: i
             if experiment.lifecycle_stage == "deleted":
                 client.restore_experiment(experiment.experiment_id)
             return experiment.experiment_id
-        return client.create_experiment(name)
+        return client.create_experiment(name, tags={keys.EXPERIMENT_KIND_TAG: keys.EXPERIMENT_KIND})
 
     try:
         return retry_locked(get_or_create, attempts=attempts)
@@ -86,3 +91,18 @@ def ensure_experiment(name: str, client: MlflowClient | None = None, attempts: i
         f"cannot get or create experiment {name!r} at {mask_credentials(where)} ({first_line}); "
         "check --tracking-uri / MLFLOW_TRACKING_URI and that the tracking server or database is reachable"
     )
+
+
+UI_WORKFLOW = "machine_learning"
+"""MLflow 3's UI workflow ("Model training") that shows an experiment's runs table."""
+
+
+def experiment_link(experiment_id: str) -> str:
+    """The MLflow UI path (after ``http://host:port/``) of an experiment's runs table.
+
+    MLflow 3.17's UI picks the experiment page from a global "GenAI | Model training" switch (URL
+    parameter ``workflowType``, else the browser's last choice, else GenAI) rather than from the
+    ``mlflow.experimentKind`` tag, so a bare ``#/experiments/<id>`` opens the GenAI overview in a
+    fresh browser; this link opens the runs table (and the switch stays on "Model training").
+    """
+    return f"#/experiments/{experiment_id}/runs?workflowType={UI_WORKFLOW}"

@@ -164,6 +164,10 @@ TAG_RUNTIME = "netzip.runtime"  # torch, onnxruntime or openvino
 TAG_RUNTIME_THREAD_OPTION = "netzip.runtime.thread_option"  # the runtime's option that fixed threads
 TAG_RUNTIME_THREADS = "netzip.runtime.threads"
 TAG_RUNTIME_ISOLATED = "netzip.runtime.isolated"
+TAG_BASELINE_FINETUNED = "netzip.baseline.finetuned"  # "true": model.path weights fine-tuned here
+TAG_OCS_WITHHELD = "netzip.ocs.withheld"  # why ratios and OCS were not computed (model at chance)
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # MLflow 3: which view the UI opens an experiment in
+EXPERIMENT_KIND = "custom_model_development"  # the runs/model-training view, not the GenAI overview
 TAG_HW_PREFIX = "netzip.hw."
 TAG_SW_PREFIX = "netzip.sw."
 TAG_HW_ID = "netzip.hw.id"  # hash of the machine's hardware facts; ratios only within one id
@@ -184,6 +188,34 @@ ERROR_INTERRUPTED = "KeyboardInterrupt: interrupted by user"  # netzip.error of 
 ROLE_STUDY = "study"
 ROLE_BASELINE = "baseline"
 ROLE_COMPRESSED = "compressed"
+ROLE_TRIAL = "trial"  # a search trial stopped early (pruned): proxy metrics only, not in leaderboards
+
+# Compression search (``netzip search``): tags on the search's parent run and on its trial runs.
+TAG_SEARCH = "netzip.search"  # "true" on a study run that ran a search
+TAG_SEARCH_OPTUNA_STUDY = "netzip.search.optuna_study"
+TAG_SEARCH_STORAGE = "netzip.search.storage"  # the Optuna storage URL, password masked
+TAG_SEARCH_BEST_RUNS = "netzip.search.best_run_ids"  # comma-separated (a Pareto set for several objectives)
+TAG_TRIAL = "netzip.search.trial"  # the Optuna trial number
+TAG_TRIAL_STATE = "netzip.search.state"  # COMPLETE, PRUNED or FAIL
+TAG_TRIAL_FEASIBLE = "netzip.search.feasible"  # "true" / "false"
+TAG_TRIAL_VIOLATED = "netzip.search.violated"  # the constraints a trial broke, e.g. "speed/macs<=2e8"
+TAG_TRIAL_PRUNED_REASON = "netzip.search.pruned_reason"
+PARAM_TRIAL_PREFIX = "trial."  # trial.number and every sampled parameter, as MLflow params
+# Proxy measurements of a trial (model after compression, training switched off); not NetZIP metrics.
+PROXY_TOP1 = "search/proxy_top1"
+PROXY_MACS = "search/proxy_macs"
+TAG_SEARCH_IMPORTANCES_ERROR = "netzip.search.importances_error"  # why Optuna's importances are missing
+SEARCH_TRIAL_COUNTS = {  # metrics of the search's parent run: trials by outcome
+    "COMPLETE": "search/trials_complete",
+    "PRUNED": "search/trials_pruned",
+    "FAIL": "search/trials_failed",
+    "INFEASIBLE": "search/trials_infeasible",
+}
+
+# The Model Registry (``netzip promote``): tags on the registered model version.
+TAG_PROMOTED_BY = "netzip.promoted_by"  # the ranking metric
+TAG_PROMOTED_WHERE = "netzip.promoted_where"  # the --where conditions
+TAG_SOURCE_RUN = "netzip.run_id"
 
 
 def ratio_metric_tag(ratio: str) -> str:

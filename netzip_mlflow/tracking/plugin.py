@@ -83,6 +83,8 @@ class PluginConfig:
         idle_s: seconds of idle power measured before the energy window.
         class_names: class names, index = label (for the confusion matrix and impact tables).
         progress: show progress bars.
+        score_at_chance: compute ratios and OCS even when a model's top-1 is not above chance
+            (see :mod:`netzip_mlflow.analysis.chance`; default False: withheld, tagged why).
         tags: extra MLflow tags; ``study``, ``technique`` and ``recipe`` set the ``netzip.*`` tags
             the leaderboard filters on.
     """
@@ -101,6 +103,7 @@ class PluginConfig:
     idle_s: float = 1.0
     class_names: tuple[str, ...] | None = None
     progress: bool = False
+    score_at_chance: bool = False
     tags: tuple[tuple[str, str], ...] = ()
 
     @classmethod
@@ -138,6 +141,7 @@ class PluginConfig:
 
     def evaluation_config(self) -> Any:
         """The :class:`netzip_mlflow.evaluation.settings.EvaluationConfig` for these settings."""
+        from netzip_mlflow.analysis.ratios import RatioConfig
         from netzip_mlflow.evaluation.latency import LatencySettings
         from netzip_mlflow.evaluation.settings import EvaluationConfig
 
@@ -160,6 +164,7 @@ class PluginConfig:
             idle_s=self.idle_s,
             class_names=self.class_names,
             progress=bool(self.progress),
+            ratios=RatioConfig(score_at_chance=bool(self.score_at_chance)),
         )
 
 

@@ -154,7 +154,10 @@ def test_filters_study_technique_and_hardware(store: Store) -> None:
     by_id = lb.leaderboard("lb-test", study="s1", hardware="pi04", tracking_uri=uri)
     by_cpu = lb.leaderboard("lb-test", study="s1", hardware="Cortex-A72", tracking_uri=uri)
     assert _names(by_id, store) == _names(by_cpu, store) == ["c4", "c5"]
-    assert lb.leaderboard("lb-test", hardware="no-such-machine", tracking_uri=uri).empty
+    with pytest.raises(ConfigError, match=r"hardware 'no-such-machine'.*Cortex-A72, Intel i7, pc01, pi04"):
+        lb.leaderboard("lb-test", hardware="no-such-machine", tracking_uri=uri)
+    with pytest.raises(ConfigError, match=r"study 'nope'.*existing values: s1, s2"):
+        lb.leaderboard("lb-test", study="nope", tracking_uri=uri)
 
 
 def test_recomputes_ocs_from_logged_metrics_with_another_speedup_metric(store: Store) -> None:
@@ -204,8 +207,9 @@ def test_pareto_flags_within_hardware_and_baseline(store: Store) -> None:
     # PC group: c1 (5 ms, 10 MB, .80) dominates c3 (8 ms, 20 MB, .80) and c2 (10 ms, 40 MB, .72).
     flags = {n: (bool(r.pareto_latency), bool(r.pareto_size))
              for n, r in zip(_names(df, store), df.itertuples())}
+    # c5 names a baseline measured on other hardware: unranked, so on no front
     assert flags == {"c1": (True, True), "c2": (False, False), "c3": (False, False),
-                     "c4": (True, True), "c5": (True, True)}
+                     "c4": (True, True), "c5": (False, False)}
 
 
 def test_pareto_front_on_a_hand_made_set() -> None:
@@ -233,7 +237,9 @@ def test_sort_by_other_metric_default_direction_and_limit(store: Store) -> None:
     uri = store.uri
     fast = lb.leaderboard("lb-test", study="s1", sort="latency_ms", tracking_uri=uri)
     assert fast[LAT].tolist() == sorted(fast[LAT].tolist())  # lower is better: ascending
-    assert fast["rank"].tolist() == [1, 2, 3, 4, 4]  # c4 and c5 tie at 40 ms
+    assert fast["rank"].tolist()[:4] == [1, 2, 3, 4]  # c5 (40 ms, like c4) is unranked: other hardware
+    assert _names(fast, store)[-1] == "c5" and pd.isna(fast["rank"].iloc[-1])
+    assert fast.attrs["sort"] == LAT
     by_recipe = lb.leaderboard("lb-test", study="s1", sort="recipe", tracking_uri=uri)
     assert by_recipe["recipe"].tolist() == sorted(by_recipe["recipe"].tolist())
     worst_first = lb.leaderboard("lb-test", study="s1", ascending=True, tracking_uri=uri)
@@ -256,6 +262,7 @@ def test_several_experiments_missing_and_remote_baselines(store: Store) -> None:
     assert {"o1", "o2", "c6"} <= set(_names(df, store))
     lonely = _row(df, store, "o1")
     assert "not found" in lonely["note"] and lonely[keys.OCS] == 0.5  # logged score kept
+    assert pd.isna(lonely["rank"])  # but not ranked: its baseline is missing
     config = RatioConfig(speedup=LAT)
     other = lb.leaderboard("lb-other", ratio_config=config, tracking_uri=store.uri)
     assert math.isnan(_row(other, store, "o1")[keys.OCS])
@@ -279,7 +286,8 @@ def test_uses_mlflow_current_tracking_uri_by_default(store: Store) -> None:
 
 
 def test_quotes_in_filter_values(store: Store) -> None:
-    assert lb.leaderboard("lb-test", study="it's", tracking_uri=store.uri).empty
+    with pytest.raises(ConfigError, match="existing values"):  # quoted correctly, then refused as unknown
+        lb.leaderboard("lb-test", study="it's", tracking_uri=store.uri)
     with pytest.raises(ConfigError, match="study"):
         lb.leaderboard("lb-test", study="it's \"odd\"", tracking_uri=store.uri)
 

@@ -43,7 +43,8 @@ def test_runtime_column_and_best_run_per_runtime(tmp_path, capsys) -> None:
         _log(client, exp, tags, {keys.TOP1: 0.9, keys.LATENCY_MS: latency, keys.OCS: ocs})
 
     board = lb.leaderboard("rt", tracking_uri=uri)
-    assert list(board.columns[:7]) == ["rank", "run_id", "status", "study", "recipe", "technique", "runtime"]
+    assert list(board.columns[:9]) == [
+        "rank", "run_id", "status", "role", "study", "seed", "recipe", "technique", "runtime"]
     by_recipe = board.set_index("recipe")["runtime"]
     assert by_recipe["onnx_int8"] == "onnxruntime" and pd.isna(by_recipe["old_run"])
 

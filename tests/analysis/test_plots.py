@@ -14,9 +14,12 @@ from netzip_mlflow.analysis.plots import (
     POSITIVE_COLOUR,
     bubble_plot,
     ocs_bar_plot,
+    MIN_SPAN,
+    REACH,
+    RING,
     radar_plot,
-    radial_range,
-    radial_ticks,
+    radar_radii,
+    radar_scales,
     run_labels,
     save,
 )
@@ -47,43 +50,38 @@ def _run_lines(fig: Figure) -> list:
     return [line for line in ax.get_lines() if "(OCS " in str(line.get_label())]
 
 
-def test_radar_draws_top_k_runs_with_negative_ocs_inside_the_zero_ring() -> None:
+def test_radar_puts_each_axis_on_its_own_scale_around_the_baseline_ring() -> None:
     fig = radar_plot(board(), top_k=4)
     ax = fig.axes[0]
     lines = _run_lines(fig)
     assert len(lines) == 4  # the unscored run is not drawn
     labels = [line.get_label() for line in lines]
     assert labels[0].startswith("ptq_int8") and labels[-1].startswith("prune_random_90")
-    low, high = radial_range(board()[RATIOS + [keys.OCS]].head(4).to_numpy(float))
-    assert low < -0.96 and high > 7.0
-    assert ax.get_ylim() == pytest.approx((0.0, high - low))
-    worst = lines[-1].get_ydata()
-    ocs_radius = worst[4]  # axes P, S, C, E, OCS: OCS is the fifth vertex
-    zero_ring = next(line for line in ax.get_lines() if str(line.get_label()).startswith("0"))
-    assert ocs_radius == pytest.approx(-0.96 - low)
-    assert 0 < ocs_radius < zero_ring.get_ydata()[0]  # drawn, and inside the zero ring
-    unit_ring = next(line for line in ax.get_lines() if "ratio = 1" in str(line.get_label()))
-    assert unit_ring.get_ydata()[0] == pytest.approx(1.0 - low)
-    assert unit_ring.get_linestyle() != zero_ring.get_linestyle()
-    legend = fig.legends[0]
-    assert len(legend.get_texts()) == 2 + 4
+    # axes P, S, C, E, OCS; by hand: largest |value - centre| per axis over the 4 drawn runs
+    values = board()[RATIOS + [keys.OCS]].head(4).to_numpy(float)
+    spans = radar_scales(values, [1, 1, 1, 1, 0])
+    np.testing.assert_allclose(spans, [0.6, 3.0, 3.0, 1.0, 7.0])  # P 1-0.4, S 4-1, ..., OCS 7-0
+    assert len(set(spans.round(6))) > 1  # the axes differ in scale
+    ring = next(line for line in ax.get_lines() if str(line.get_label()).startswith("baseline"))
+    assert ring.get_ydata()[0] == pytest.approx(RING)
+    worst = lines[-1].get_ydata()  # prune_random_90: P = 0.4, OCS = -0.96
+    assert worst[0] == pytest.approx(RING - REACH)  # the largest accuracy loss reaches the inner edge
+    assert worst[4] == pytest.approx(RING + REACH * -0.96 / 7.0)  # negative OCS inside the ring
+    ptq = lines[0].get_ydata()
+    assert ptq[1] == pytest.approx(RING + REACH)  # speedup 4: the outer edge of its own axis
+    prune_l1 = lines[2].get_ydata()
+    assert prune_l1[0] == pytest.approx(RING - REACH * 0.1 / 0.6)  # P 0.9: visibly inside the ring
+    tick_labels = {t.get_text() for t in ax.texts}
+    assert {"0.4", "1", "1.6", "4", "7", "-7"} <= tick_labels  # values at both ends of each axis
+    assert "-2" not in tick_labels  # 1 - 3 on the speedup axis: no ratio is negative
+    assert len(fig.legends[0].get_texts()) == 1 + 4
 
 
-def test_radar_ticks_include_zero_one_and_the_negative_minimum() -> None:
-    values = np.array([[1.0, 4.0, 4.0, 2.0, 7.0], [0.4, 1.0, 1.0, 1.0, -3.0]])
-    low, high = radial_range(values)
-    ticks = radial_ticks(values, low, high)
-    assert 0.0 in ticks and 1.0 in ticks and min(ticks) == -3.0
-    assert all(low <= t <= high for t in ticks)
-
-
-def test_radar_tick_labels_keep_apart() -> None:
-    # A real case that drew "1" over "0.8" and "-0.6" over "-0.8".
-    values = np.array([[0.99, 1.2, 3.9, 1.5, 1.57], [0.88, 0.7, 1.0, 1.0, -0.601]])
-    low, high = radial_range(values)
-    ticks = radial_ticks(values, low, high)
-    assert {0.0, 1.0, -0.6} <= set(ticks)
-    assert np.min(np.diff(ticks)) >= 0.1 * (high - low)
+def test_radar_axis_without_values_keeps_a_minimum_span() -> None:
+    values = np.array([[1.0, np.nan, 1.0, 1.0, 0.0]])
+    np.testing.assert_allclose(radar_scales(values, [1, 1, 1, 1, 0]), [MIN_SPAN] * 5)
+    radii = radar_radii(np.array([[1.0, 1.0]]), [1.0, 1.0], np.array([0.5, 2.0]))
+    np.testing.assert_allclose(radii, [[RING, RING]])
 
 
 def test_radar_top_k_limits_the_runs() -> None:

@@ -146,3 +146,43 @@ def test_explicit_columns_and_bad_arguments() -> None:
         render(board(), "xlsx")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="columns"):
         render(board(), "markdown", columns=["nope"])
+
+
+def _headers(table) -> list[str]:
+    return [str(c.header) for c in table.columns]
+
+
+def test_the_sort_column_stays_visible_in_80_columns() -> None:
+    df = board().assign(trust=["latency CI target missed; energy estimated", "", "", ""])
+    df.attrs["sort"] = keys.OCS
+    assert "OCS" in _headers(build_table(df, width=80))
+    df.attrs["sort"] = keys.DISK_MB
+    narrow = _headers(build_table(df, width=40))
+    assert "MB" in narrow  # the sort column comes right after rank and recipe
+    df.attrs.pop("sort")
+    assert "MB" not in _headers(build_table(df, width=40))
+    df.attrs["sort"] = keys.CHATS  # not a display column: added for the ranking it explains
+    assert "CHATS" in display_frame(df.assign(**{keys.CHATS: [1.0, 2.0, 3.0, np.nan]})).columns
+
+
+def test_study_and_seed_columns_only_when_the_rows_span_several() -> None:
+    df = board().assign(seed=["0", "0", "0", "0"])
+    assert "study" not in display_frame(df).columns and "seed" not in display_frame(df).columns
+    several = df.assign(study=["s1", "s2", "s1", "s2"], seed=["0", "1", "0", "1"])
+    shown = display_frame(several)
+    assert list(shown["study"]) == ["s1", "s2", "s1", "s2"] and list(shown["seed"]) == ["0", "1", "0", "1"]
+
+
+def test_trust_notes_are_shown_and_written_to_csv() -> None:
+    df = board().assign(trust=["latency CI target missed", "", "", ""])
+    assert display_frame(df)["trust"].iloc[0] == "latency CI target missed"
+    back = pd.read_csv(io.StringIO(render(df, "csv")))
+    assert back["trust"].iloc[0] == "latency CI target missed"
+    assert "trust" not in display_frame(board().assign(trust="")).columns  # empty: not shown
+
+
+def test_html_is_a_complete_utf8_document() -> None:
+    html = render(board(), "html")
+    assert html.startswith("<!DOCTYPE html>") and '<meta charset="utf-8">' in html
+    assert html.rstrip().endswith("</html>") and "<title>NetZIP leaderboard</title>" in html
+    assert PARETO_LATENCY_SYMBOL in html and "Pareto front accuracy vs latency" in html

@@ -77,3 +77,15 @@ def test_evaluate_refuses_a_whole_pickled_module_without_trust(store, tmp_path):
     torch.save(build_model("tiny_cnn", 10, (1, 8, 8), seed=0), path)
 
     assert main(["--tracking-uri", uri, "evaluate", str(path), "--data", "digits", "--no-isolate"]) == 2
+
+
+def test_evaluate_errors_name_its_own_flags(store, tmp_path, capsys):
+    uri, _ = store
+    path = tmp_path / "five.pt"
+    torch.save(build_model("tiny_cnn", 5, (1, 8, 8)).state_dict(), path)
+    code = main(["--tracking-uri", uri, "evaluate", str(path), "--data", "digits", "--arch", "mobilenet_v3_smal"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and "--arch: unknown architecture 'mobilenet_v3_smal'" in err and "model.arch" not in err
+    code = main(["--tracking-uri", uri, "evaluate", str(path), "--data", "digits", "--arch", "tiny_cnn"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and err.startswith("error: MODEL:") and "does not fit" in err and "model.path" not in err

@@ -99,11 +99,11 @@ def test_recomputed_ocs_with_latency_speedup_equals_hand_computation(store, caps
 
 def test_weights_and_zeta(store, capsys):
     uri, ids = store
-    frame = _json(uri, "--speedup-metric", "speed/latency_ms", "--weights", "1,2,0.5,0",
+    frame = _json(uri, "--speedup-metric", "speed/latency_ms", "--weights", "1,2,0.5,0.25",
                   "--zeta", "1.5", capsys=capsys)
     rows = _by_name(frame, ids)
     for name in ("a", "b", "c"):
-        expected = _ocs(RUNS[name][4], BASE[RUNS[name][1]], (1, 2, 0.5, 0), 1.5)
+        expected = _ocs(RUNS[name][4], BASE[RUNS[name][1]], (1, 2, 0.5, 0.25), 1.5)
         assert rows[name][keys.OCS] == pytest.approx(expected, rel=1e-12), name
 
 
@@ -120,7 +120,7 @@ def test_hardware_is_never_mixed(store, capsys):
         assert pd.isna(x[keys.OCS]) and pd.isna(x[keys.RATIO_SPEEDUP])  # not a ratio to the PC
         assert "other hardware" in x["note"] and "pc01" in x["note"] and "pi04" in x["note"]
     pi_only = _by_name(_json(uri, "--hardware", "Cortex-A72", capsys=capsys), ids)
-    assert sorted(pi_only) == ["c", "x"]
+    assert sorted(pi_only) == ["base_pi", "c", "x"]  # x's PC baseline is no row: x is unranked
     # c is compared with the Pi baseline: speedup 100 / 50 = 2, not the PC's 10 / 50.
     c = _by_name(_json(uri, "--speedup-metric", "speed/latency_ms", capsys=capsys), ids)["c"]
     assert c[keys.RATIO_SPEEDUP] == pytest.approx(2.0)
@@ -140,14 +140,39 @@ def test_formats_and_filters(store, capsys):
     uri, ids = store
     markdown = _run(uri, "--technique", "ptq", "--format", "markdown", capsys=capsys)
     lines = [line for line in markdown.splitlines() if line.startswith("|")]
-    assert len(lines) == 2 + 3  # header, separator, a / c / x
+    assert len(lines) == 2 + 2 + 3  # header, separator, the two baselines (row 0), a / c / x
+    assert lines[2].startswith("| 0 ") and "baseline" in lines[2]
     html = _run(uri, "--format", "html", capsys=capsys)
-    assert html.count("<tr") == 1 + 4 and "ptq_int8" in html
+    assert html.count("<tr") == 1 + 2 + 4 and "ptq_int8" in html
     table = _run(uri, "--study", "s", capsys=capsys)
     assert "OCS leaderboard" in table and "prune_50" in table
-    assert _json(uri, "--study", "nope", capsys=capsys).empty
-    bad = main(["--tracking-uri", uri, "leaderboard", "--experiment", EXPERIMENT, "--weights", "1,x"])
-    assert bad == 2
+    for weights in ("1,x", "1,0,1,1", "1,-1,1,1", "1,1,1"):
+        bad = main(["--tracking-uri", uri, "leaderboard", "--experiment", EXPERIMENT, "--weights", weights])
+        assert bad == 2, weights
+        assert "--weights" in capsys.readouterr().err
+
+
+def test_unknown_filters_exit_non_zero_naming_the_existing_values(store, capsys):
+    uri, _ = store
+    for flag, value, existing in (("--study", "nope", "s"), ("--hardware", "nope", "Cortex-A72, Intel i7, pc01, pi04")):
+        code = main(["--tracking-uri", uri, "leaderboard", "--experiment", EXPERIMENT, flag, value])
+        err = capsys.readouterr().err
+        assert code == 2 and f"'{value}'" in err and f"existing values: {existing}" in " ".join(err.split())
+
+
+def test_empty_experiment_and_plot_out_a_file(store, tmp_path, capsys):
+    uri, _ = store
+    MlflowClient(uri).create_experiment("cli-empty")
+    for extra in ((), ("--by", "hardware")):
+        code = main(["--tracking-uri", uri, "leaderboard", "--experiment", "cli-empty", *extra])
+        assert code == 0 and "No compressed runs" in capsys.readouterr().out
+    code = main(["--tracking-uri", uri, "plot", "--experiment", "cli-empty", "--out", str(tmp_path / "p")])
+    assert code == 2 and "no compressed runs to plot" in capsys.readouterr().err
+    afile = tmp_path / "exists.png"
+    afile.write_bytes(b"x")
+    code = main(["--tracking-uri", uri, "plot", "--experiment", EXPERIMENT, "--out", str(afile)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--out" in err and "is a file" in err and afile.read_bytes() == b"x"
 
 
 def test_plot_command_writes_three_pngs(store, tmp_path, capsys):

@@ -25,7 +25,9 @@ STUDY = {
     "seed": 0,
     "data": {"builtin": "digits", "limit": 300, "batch_size": 32},
     "model": {"arch": "tiny_cnn", "train": {"epochs": 3, "lr": 0.1}},
-    "evaluation": {"idle_s": 0.2, "latency": {"warmup_s": 0.1, "budget_s": 0.5}},
+    # 3 epochs on 240 8x8 images can leave the tiny CNN near chance (then ratios are withheld); these
+    # tests check the layout and the formulas, so they score at chance explicitly
+    "evaluation": {"idle_s": 0.2, "latency": {"warmup_s": 0.1, "budget_s": 0.5}, "ratios": {"score_at_chance": True}},
     "recipes": [
         {"name": "ptq_int8", "technique": "ptq", "params": {"calibration_batches": 2}},
         {"name": "gup_l1_50", "technique": "prune_unstructured", "params": {"importance": "l1", "amount": 0.5}},
@@ -131,6 +133,9 @@ def test_leaderboard_cli_ranks_the_compressed_runs(study):
     rows = json.loads(out.getvalue())
     rows = rows if isinstance(rows, list) else rows.get("rows", rows)
     board = pd.DataFrame(rows)
+    base = board[board["role"] == "baseline"]
+    assert len(base) == 1 and base.iloc[0]["rank"] == 0 and base.iloc[0]["run_id"] == runs["baseline"].info.run_id
+    board = board[board["role"] == "compressed"].reset_index(drop=True)
     assert len(board) == 4
     assert board["ocs"].is_monotonic_decreasing
     assert set(board["recipe"]) == {"ptq_int8", "gup_l1_50", "gup_l1_80", "structured_50"}

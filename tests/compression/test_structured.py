@@ -171,3 +171,59 @@ def test_round_to_keeps_channel_counts_at_a_multiple(tiny_cnn: nn.Module, batch:
         assert result.info["round_to"] == round_to and result.info["param_reduction"] >= 0.5
     fine = compress(tiny_cnn, "prune_structured", {"amount": 0.5, **FINE}, example_inputs=batch)
     assert fine.info["round_to"] == 1
+
+
+# --- per-layer sparsity policy (layer_policy) ------------------------------------------------------
+
+
+def test_policy_groups_are_the_blocks_that_hold_prunable_layers(tiny_cnn: nn.Module, batch: torch.Tensor) -> None:
+    from netzip_mlflow.compression.structured import policy_groups
+    from netzip_mlflow.models.zoo import build_model
+
+    assert policy_groups(tiny_cnn, batch) == ["features.0", "features.3"]  # one trunk: its conv children
+    resnet = build_model("resnet18", 10, (1, 28, 28), seed=0).eval()
+    assert policy_groups(resnet, torch.zeros(1, 1, 28, 28)) == ["conv1", "layer1", "layer2", "layer3", "layer4"]
+
+
+def test_policy_reaches_the_mac_target_with_ratios_scaled_by_weight(tiny_cnn: nn.Module, batch: torch.Tensor) -> None:
+    before = _conv_linear_macs(tiny_cnn, batch)
+    result = compress(tiny_cnn, "prune_structured",
+                      {"amount": 0.4, "target": "macs", "layer_policy": "features.0=1.0,features.3=0.5", "round_to": 1},
+                      example_inputs=batch)
+    after = _conv_linear_macs(result.model, batch)
+    assert 0.4 <= 1 - after / before <= 0.4 + 0.01 + GRANULARITY
+    scale = result.info["channel_ratio"]
+    assert result.info["policy.features.0"] == pytest.approx(scale * 1.0)
+    assert result.info["policy.features.3"] == pytest.approx(scale * 0.5)
+    convs = [m for m in result.model.features if isinstance(m, nn.Conv2d)]
+    for conv, width, ratio in zip(convs, (16, 32), (scale, scale * 0.5)):  # torch-pruning keeps int(n * (1 - r))
+        assert conv.out_channels == int(width * (1 - ratio))
+
+
+def test_weight_zero_keeps_a_group_whole(tiny_cnn: nn.Module, batch: torch.Tensor) -> None:
+    result = compress(tiny_cnn, "prune_structured",
+                      {"amount": 0.2, "target": "params", "layer_policy": "features.0=0,features.3=1", "round_to": 1},
+                      example_inputs=batch)
+    first, second = [m for m in result.model.features if isinstance(m, nn.Conv2d)]
+    assert first.out_channels == 16 and second.out_channels < 32
+    assert result.model.classifier.out_features == 10
+
+
+def test_uniform_and_global_reach_the_same_target_differently(tiny_cnn: nn.Module, batch: torch.Tensor) -> None:
+    params = {"amount": 0.5, "target": "macs", "round_to": 1}
+    uniform = compress(tiny_cnn, "prune_structured", {**params, "layer_policy": "features.0=1,features.3=1"}, example_inputs=batch)
+    first, second = [m for m in uniform.model.features if isinstance(m, nn.Conv2d)]
+    assert first.out_channels / 16 == pytest.approx(second.out_channels / 32, abs=1 / 16)  # same share per layer
+    assert uniform.info["mac_reduction"] >= 0.5
+
+
+@pytest.mark.parametrize(("policy", "words"), [
+    ("features.9=0.5", "not a module"),
+    ("features.0=1.5", "weight in [0, 1]"),
+    ("features.0", "NAME=WEIGHT"),
+    ("features.0=abc", "NAME=WEIGHT"),
+])
+def test_bad_policy_names_the_param(tiny_cnn: nn.Module, batch: torch.Tensor, policy: str, words: str) -> None:
+    with pytest.raises(CompressionError) as err:
+        compress(tiny_cnn, "prune_structured", {"amount": 0.3, "layer_policy": policy}, example_inputs=batch)
+    assert "params.layer_policy" in str(err.value) and words in str(err.value)

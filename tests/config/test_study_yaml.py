@@ -87,3 +87,24 @@ def test_reliability_fields():
         validate_study(minimal(evaluation={"system_metrics_interval_s": 0}))
     with pytest.raises(ConfigError, match="model.trust_model_file"):
         validate_study(minimal(model={"arch": "tiny_cnn", "trust_model_file": "yes please"}))
+
+
+def test_set_accepts_the_bracket_form_errors_print(tmp_path):
+    raw = minimal()
+    raw["recipes"] = [
+        {"name": "a", "technique": "prune_unstructured", "params": {"amount": 0.2}},
+        {"name": "b", "technique": "prune_unstructured", "params": {"amount": 0.3}},
+    ]
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert parse_override("recipes[1].params.amount=0.5") == ("recipes.1.params.amount", 0.5)
+    spec = load_study(path, dict([parse_override("recipes[1].params.amount=0.5")]))
+    assert [r.params["amount"] for r in spec.recipes] == [0.2, 0.5]
+    assert apply_overrides({"x": [{"y": 1}]}, {"x[0].y": 2}) == {"x": [{"y": 2}]}  # the API too
+
+
+def test_ocs_weights_must_be_positive(tmp_path):
+    raw = minimal()
+    raw["evaluation"] = {"ratios": {"weights": [1, 0, 1, 1]}}
+    with pytest.raises(ConfigError, match=r"evaluation\.ratios\.weights.*positive"):
+        validate_study(raw)

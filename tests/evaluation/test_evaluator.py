@@ -12,7 +12,10 @@ from netzip_mlflow.evaluation.latency import LatencySettings
 from netzip_mlflow.models.zoo import TinyCNN
 from netzip_mlflow.tracking import keys
 
-FAST = nz.EvaluationConfig(isolate=False, idle_s=0.0, progress=False, latency=LatencySettings(warmup_s=0.0, budget_s=0.2))
+FAST = nz.EvaluationConfig(
+    isolate=False, idle_s=0.0, progress=False, latency=LatencySettings(warmup_s=0.0, budget_s=0.2),
+    ratios=nz.RatioConfig(score_at_chance=True),  # random models on random data: at chance by design
+)
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +57,14 @@ def test_dataset_input_and_comparison_with_baseline(setup):
     assert report.tags[keys.ratio_metric_tag("compression")] == keys.DISK_MB
     assert report.impact is not None
     differ = np.flatnonzero(report.predictions.top1 != base.predictions.top1)
-    assert sorted(report.exemplar_images) == list(differ[:16])
+    with torch.no_grad():
+        confidence = torch.softmax(pruned(x), dim=1).amax(dim=1).numpy()
+    most_confident = differ[np.argsort(-confidence[differ], kind="stable")][:16]
+    assert list(report.impact.exemplars["index"].head(16)) == list(most_confident)  # most confident flips first
+    assert sorted(report.exemplar_images) == sorted(most_confident)
     if len(differ):
-        assert torch.equal(report.exemplar_images[int(differ[0])], x[differ[0]])
+        first = int(most_confident[0])
+        assert torch.equal(report.exemplar_images[first], x[first])
 
 
 def test_gather_images_reads_positions_across_batches():
@@ -72,7 +80,8 @@ def test_without_an_energy_meter_energy_is_absent_and_efficiency_named_missing(s
     monkeypatch.setattr(runtime, "best_meter", lambda **_: None)
     model, loader, _, _ = setup
     config = nz.EvaluationConfig(
-        isolate=False, idle_s=0.1, progress=False, latency=LatencySettings(warmup_s=0.0, budget_s=0.2)
+        isolate=False, idle_s=0.1, progress=False, latency=LatencySettings(warmup_s=0.0, budget_s=0.2),
+        ratios=nz.RatioConfig(score_at_chance=True),
     )
     base = nz.evaluate(model, loader, config=config, log_to_mlflow=False)
     report = nz.evaluate(model, loader, config=config, baseline=base, log_to_mlflow=False)
@@ -81,3 +90,19 @@ def test_without_an_energy_meter_energy_is_absent_and_efficiency_named_missing(s
     assert "efficiency" in report.tags[keys.TAG_MISSING_RATIOS].split(",")
     assert report.tags[keys.TAG_ENERGY_METER].startswith("none")
     assert report.tags[keys.TAG_RUNTIME_THREADS] == "1"
+
+
+def test_a_baseline_at_chance_gets_no_ratios_or_ocs_and_says_why(setup, caplog):
+    model, loader, _, y = setup
+    config = nz.EvaluationConfig(
+        isolate=False, idle_s=0.0, progress=False, latency=LatencySettings(warmup_s=0.0, budget_s=0.2)
+    )
+    base = nz.evaluate(model, loader, config=config, log_to_mlflow=False)
+    chance = np.bincount(y.numpy()).max() / len(y)
+    assert base.metrics[keys.TOP1] <= chance + 0.05  # an untrained net on random labels
+    with caplog.at_level("WARNING"):
+        report = nz.evaluate(model, loader, config=config, baseline=base, log_to_mlflow=False)
+    assert keys.OCS not in report.metrics and keys.RATIO_PERFORMANCE not in report.metrics
+    assert report.tags[keys.TAG_OCS_WITHHELD].startswith("baseline top-1")
+    assert "not above chance" in caplog.text and "--score-at-chance" in caplog.text
+    assert keys.AGREEMENT in report.metrics  # the comparison itself is still made

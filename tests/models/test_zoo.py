@@ -52,3 +52,28 @@ def test_unknown_architecture_names_the_field() -> None:
     with pytest.raises(ConfigError) as err:
         build_model("vgg99", 4, (1, 8, 8))
     assert err.value.field == "model.arch"
+
+
+def test_any_torchvision_classifier_by_name_with_the_datas_classes_and_channels() -> None:
+    model = build_model("mobilenet_v3_small", 3, (1, 32, 32))
+    reference = torchvision.models.mobilenet_v3_small(num_classes=3)
+    assert isinstance(model, torchvision.models.MobileNetV3)
+    assert model.features[0][0].in_channels == 1  # the stem rebuilt for grey images
+    assert model.classifier[-1].out_features == 3
+    # everything but the stem is torchvision's own layout: same parameter names and shapes
+    ours = {k: v.shape for k, v in model.state_dict().items() if not k.startswith("features.0.0")}
+    theirs = {k: v.shape for k, v in reference.state_dict().items() if not k.startswith("features.0.0")}
+    assert ours == theirs
+    with torch.no_grad():
+        assert model.eval()(torch.randn(2, 1, 32, 32)).shape == (2, 3)
+
+
+def test_unknown_architecture_names_the_field_and_close_names() -> None:
+    with pytest.raises(ConfigError, match=r"model\.arch.*mobilenet_v3_small"):
+        build_model("mobilenet_v3_smal", 3, (3, 32, 32))
+
+
+def test_narrowing_a_torchvision_model_keeps_its_classifier() -> None:
+    half = build_model("mobilenet_v3_small", 5, (3, 32, 32), width=0.5)
+    assert half.classifier[-1].out_features == 5
+    assert half.features[0][0].out_channels == 8  # 16 stem channels halved

@@ -27,6 +27,8 @@ TINY = {
         "idle_s": 0.0,
         "system_metrics_interval_s": 0.2,
         "latency": {"warmup_s": 0.02, "budget_s": 0.2, "min_samples": 5},
+        # one epoch on 96 images may leave the model at chance; these tests are about reliability
+        "ratios": {"score_at_chance": True},
     },
     "recipes": [{"name": "ptq_int8", "technique": "ptq", "params": {"calibration_batches": 1}}],
 }

@@ -19,6 +19,8 @@ from netzip_mlflow.compression.spec import ParamSpec, TechniqueSpec
 
 SLEEP_ENV = "NETZIP_TEST_SLEEP_S"
 WAIT_ENV = "NETZIP_TEST_WAIT_FILE"  # test_sleep first waits until this file exists (at most 600 s)
+STALL_AFTER_ENV = "NETZIP_TEST_STALL_AFTER"  # test_stall_after: calls in this process before it stalls
+_calls = {"test_stall_after": 0}
 
 
 class NaNOutput(nn.Module):
@@ -76,6 +78,15 @@ def _sleep(model, params, data, example, hooks):
     return CompressionResult(model, {"slept_s": float(os.environ.get(SLEEP_ENV, "0"))})
 
 
+def _stall_after(model, params, data, example, hooks):
+    """Returns the model unchanged for the first NETZIP_TEST_STALL_AFTER calls, then sleeps 300 s."""
+    _calls["test_stall_after"] += 1
+    limit = os.environ.get(STALL_AFTER_ENV)
+    if limit is not None and _calls["test_stall_after"] > int(limit):
+        time.sleep(300)
+    return CompressionResult(model, {})
+
+
 def _spec(name: str, apply, params=()) -> TechniqueSpec:
     return TechniqueSpec(name, f"test-only: {name}", tuple(params), False, False, "not used", apply)
 
@@ -87,6 +98,7 @@ TECHNIQUES = (
     _spec("test_sleep", _sleep),
     _spec("test_exit", _exit, [ParamSpec("where", str, "forward", "where sys.exit(0) is called", choices=("forward", "apply"))]),
     _spec("test_interrupt", _interrupt),
+    _spec("test_stall_after", _stall_after),
 )
 
 for _technique in TECHNIQUES:

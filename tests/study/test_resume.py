@@ -80,4 +80,6 @@ def test_sigkill_then_resume(study_file, cli, cli_popen, tmp_path):
     board = leaderboard("netzip-tiny-rel", study="resumable", tracking_uri=uri)
     assert sorted(board["recipe"]) == ["gup_50", "ptq_int8", "stalls"]  # each recipe once
     logged = client.download_artifacts(after["resumable"][0].info.run_id, "leaderboard/leaderboard.csv")
-    assert sorted(pd.read_csv(logged)["recipe"]) == ["gup_50", "ptq_int8", "stalls"]
+    logged_board = pd.read_csv(logged)
+    assert sorted(logged_board.loc[logged_board["role"] == "compressed", "recipe"]) == ["gup_50", "ptq_int8", "stalls"]
+    assert logged_board.loc[0, "recipe"] == "baseline"  # row 0

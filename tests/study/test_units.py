@@ -7,6 +7,7 @@ import pathlib
 
 import pytest
 import torch
+import torchvision
 from torch import nn
 
 from netzip_mlflow.config.loader import validate_study
@@ -181,3 +182,38 @@ def test_state_dict_and_trusted_module_load(tmp_path):
     with pytest.raises(ModelError, match="can run code"):
         load_model_file(tmp_path / "whole.pt", model)
     assert isinstance(load_model_file(tmp_path / "whole.pt", trust=True), nn.Sequential)
+
+
+def test_a_torchvision_saved_resnet18_state_dict_loads_with_its_standard_stem(tmp_path):
+    from netzip_mlflow.models.baseline import make_baseline
+
+    saved = torchvision.models.resnet18(num_classes=4)
+    torch.save(saved.state_dict(), tmp_path / "r18.pt")
+    built = make_baseline("resnet18", 4, (3, 32, 32), path=tmp_path / "r18.pt")
+    assert built.params["model.layout"] == "torchvision standard"
+    assert built.params["model.format"] == "state_dict" and built.params["model.arch"] == "resnet18"
+    assert built.model.conv1.kernel_size == (7, 7)
+    assert all(torch.equal(a, b) for a, b in zip(built.model.state_dict().values(), saved.state_dict().values()))
+    # our own small-image layout still loads into our layout
+    ours = build_model("resnet18", 4, (3, 32, 32), seed=5)
+    torch.save(ours.state_dict(), tmp_path / "ours.pt")
+    again = make_baseline("resnet18", 4, (3, 32, 32), path=tmp_path / "ours.pt")
+    assert again.params["model.layout"] == "netzip" and again.model.conv1.kernel_size == (3, 3)
+
+
+def test_a_whole_module_is_described_by_its_class_not_the_default_arch(tmp_path):
+    from netzip_mlflow.models.baseline import make_baseline
+
+    torch.save(torchvision.models.mobilenet_v3_small(num_classes=3), tmp_path / "whole.pt")
+    built = make_baseline("resnet18", 3, (3, 32, 32), path=tmp_path / "whole.pt", trust=True)
+    assert built.params["model.arch"] == "MobileNetV3"
+    assert built.params["model.class"] == "torchvision.models.mobilenetv3.MobileNetV3"
+    assert built.params["model.format"] == "whole module"
+    assert int(built.params["model.params"]) == sum(p.numel() for p in built.model.parameters())
+
+
+def test_loaded_models_default_to_no_training_unless_epochs_given():
+    assert _spec(model={"arch": "tiny_cnn"}).model.train.epochs == 2
+    assert _spec(model={"arch": "tiny_cnn", "path": "/x.pt"}).model.train.epochs == 0
+    assert _spec(model={"arch": "tiny_cnn", "path": "/x.pt", "train": {"lr": 0.01}}).model.train.epochs == 0
+    assert _spec(model={"arch": "tiny_cnn", "path": "/x.pt", "train": {"epochs": 3}}).model.train.epochs == 3
