@@ -317,7 +317,7 @@ def search(
     preflight(spec)  # the device exists, the power log can be read
     data = load_data(spec, progress)
     model = initial_model(spec, data)
-    groups = _resolve_groups(spec, model, data)
+    groups = _resolve_groups(spec, model.model, data)  # the nn.Module inside the BaselineModel
     with leased_study(spec, mlflow.get_tracking_uri()) as experiment_id:  # one writer per study
         previous = PreviousRuns() if fresh else find_previous(spec, experiment_id)
         with open_study_run(spec, previous, {keys.TAG_SEARCH: "true"}) as parent:
