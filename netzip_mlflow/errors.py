@@ -51,3 +51,25 @@ class WatchdogTimeout(MeasurementError):
         self.seconds = seconds
         self.phase = phase
         super().__init__(f"timeout after {seconds:g} s in {phase}")
+class LeaseError(NetzipError, RuntimeError):
+    """Another process holds the study's lease: only one writer per study at a time."""
+
+
+ECHO_LIMIT = 80
+"""At most this many characters of a user value are echoed in an error message."""
+
+
+def short_repr(value: object, limit: int = ECHO_LIMIT) -> str:
+    """``repr(value)`` capped at ``limit`` characters, never expanding more than a few levels.
+
+    Error messages echo what the user gave; a YAML alias chain can make that a structure of
+    billions of elements that plain ``repr`` would try to build (an alias bomb), so this walks at
+    most a few items per level and a few levels deep.
+    """
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxtuple, short.maxdict, short.maxset = 3, 4, 4, 4, 4
+    short.maxstring, short.maxother, short.maxlong = limit, limit, limit
+    text = short.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -33,6 +33,7 @@ from netzip_mlflow.analysis.trust import trust_notes
 from netzip_mlflow.errors import ConfigError, TrackingError
 from netzip_mlflow.tracking import keys
 from netzip_mlflow.tracking.search import search_all_runs
+from netzip_mlflow.tracking.uri import mask_credentials
 
 PAGE_SIZE = 10_000
 """Runs per ``search_runs`` page (MLflow stores accept up to 50,000)."""
@@ -132,7 +133,7 @@ def _resolve_experiments(client: MlflowClient, experiment: str | Sequence[str]) 
         if found is None:
             existing = sorted(e.name for e in client.search_experiments(max_results=1000))
             raise TrackingError(
-                f"experiment {name!r} not found at tracking URI {client.tracking_uri!r}; "
+                f"experiment {name!r} not found at tracking URI {mask_credentials(client.tracking_uri)!r}; "
                 f"existing experiments: {', '.join(existing) or '(none)'}; pass one of these "
                 "names or point tracking_uri at the store that holds your runs"
             )

@@ -27,6 +27,7 @@ from netzip_mlflow.evaluation.accuracy import Predictions
 from netzip_mlflow.tracking import keys
 from netzip_mlflow.tracking.runs import load_predictions
 from netzip_mlflow.tracking.search import search_all_runs
+from netzip_mlflow.tracking.uri import mask_credentials
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,7 +61,7 @@ def _search(client: MlflowClient, experiment_ids: list[str], study: str, role: s
 def _experiment_ids(client: MlflowClient, experiment: str) -> list[str]:
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        raise TrackingError(f"experiment {experiment!r} was not found in {client.tracking_uri}; check its name")
+        raise TrackingError(f"experiment {experiment!r} was not found in {mask_credentials(client.tracking_uri)}; check its name")
     return [found.experiment_id]
 
 

@@ -17,6 +17,7 @@ from netzip_mlflow.errors import ConfigError, ModelError
 from netzip_mlflow.tracking import keys
 from netzip_mlflow.cli.output import write_json
 from netzip_mlflow.tracking.context import start_run
+from netzip_mlflow.tracking.uri import mask_credentials
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         write_json({
             "run_id": run.info.run_id,
             "experiment": args.experiment,
-            "tracking_uri": mlflow.get_tracking_uri(),
+            "tracking_uri": mask_credentials(mlflow.get_tracking_uri()),
             "metrics": dict(sorted(report.metrics.items())),
             "units": {k: keys.METRICS[k].unit for k in sorted(report.metrics) if k in keys.METRICS},
             "tags": dict(sorted(report.tags.items())),

@@ -25,8 +25,9 @@ from rich.text import Text
 
 from netzip_mlflow import __version__
 from netzip_mlflow.cli import class_impact_cmd, evaluate_cmd, search_cmd
-from netzip_mlflow.cli.output import EXIT_OK, EXIT_RECIPES_FAILED, EXIT_USAGE, write_json
+from netzip_mlflow.cli.output import EXIT_INTERRUPTED, EXIT_OK, EXIT_RECIPES_FAILED, EXIT_USAGE, write_json
 from netzip_mlflow.errors import NetzipError
+from netzip_mlflow.tracking.uri import mask_credentials
 
 console = Console()
 err_console = Console(stderr=True)
@@ -149,7 +150,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         write_json({
             "study": result.study,
             "experiment": result.experiment,
-            "tracking_uri": mlflow.get_tracking_uri(),
+            "tracking_uri": mask_credentials(mlflow.get_tracking_uri()),
             "study_run_id": result.study_run_id,
             "baseline_run_id": result.baseline_run_id,
             "resumed": result.resumed,
@@ -161,6 +162,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 for o in result.outcomes
             ],
             "leaderboard": [] if board is None else board.to_dict(orient="records"),
+            "notes": list(result.notes),
         })
         return EXIT_RECIPES_FAILED if result.failed else EXIT_OK
     if result.resumed:
@@ -174,10 +176,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if result.leaderboard is not None and not result.leaderboard.empty:
         print_table(result.leaderboard, console=console, title=f"OCS leaderboard — study {result.study}")
         _print_caveats(result.leaderboard)
+    for note in result.notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     from netzip_mlflow.tracking.experiments import experiment_link
 
-    uri = mlflow.get_tracking_uri()
-    console.print(f"\nRuns are in experiment [bold]{escape(result.experiment)}[/] at {escape(uri)}", soft_wrap=True)
+    uri = mask_credentials(mlflow.get_tracking_uri())
+    console.print(f"\nRuns are in experiment [bold]{escape(result.experiment)}[/] at {escape(uri)}", highlight=False, soft_wrap=True)
     if uri.startswith(("http://", "https://")):
         console.print(f"Open {escape(uri.rstrip('/'))}/{experiment_link(result.experiment_id)}", soft_wrap=True, highlight=False)
     else:
@@ -335,6 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    if not args.verbose:  # MLflow logs every failed SQL statement with its traceback; we report the cause once
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     if args.tracking_uri:
         import mlflow
 
@@ -344,12 +350,55 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except NetzipError as exc:
-        err_console.print(f"[red]error:[/] {escape(' '.join(str(exc).split()))}", highlight=False, soft_wrap=True)
+        _error_line(str(exc))
         return EXIT_USAGE
     except MlflowException as exc:  # the store failed outside the places that wrap its errors
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        err_console.print(f"[red]error:[/] MLflow tracking failed: {escape(first)} (check --tracking-uri / MLFLOW_TRACKING_URI)", highlight=False, soft_wrap=True)
+        _error_line(f"MLflow tracking failed: {store_problem(exc)} (check --tracking-uri / MLFLOW_TRACKING_URI)")
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        what = "; the interrupted run is marked KILLED: run the same command again to resume it (finished runs are reused)" if args.command == "run" else ""
+        _error_line(f"interrupted by user{what}")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a store that fails below MLflow's wrappers (sqlalchemy, sqlite3)
+        if not _is_store_error(exc):
+            raise
+        _error_line(f"MLflow tracking failed: {store_problem(exc)} (check --tracking-uri / MLFLOW_TRACKING_URI)")
+        return EXIT_USAGE
+
+
+def _error_line(text: str) -> None:
+    """The one ``error:`` line (whitespace folded, credentials masked) on stderr."""
+    err_console.print(f"[red]error:[/] {escape(' '.join(mask_credentials(text).split()))}", highlight=False, soft_wrap=True)
+
+
+def _is_store_error(exc: BaseException) -> bool:
+    return any(type(e).__module__.split(".")[0] in ("sqlalchemy", "sqlite3") for e in _chain(exc))
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not e for e in seen) and len(seen) < 20:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def store_problem(exc: BaseException) -> str:
+    """One line on why the store failed: the deepest cause in the chain (e.g. sqlite's "attempt to
+    write a readonly database"), and, for a ``sqlite:///`` store whose file is gone, that it was deleted."""
+    import mlflow
+
+    from netzip_mlflow.tracking.experiments import sqlite_path
+
+    causes = [e for e in _chain(exc) if str(e).strip()]
+    root = causes[-1] if causes else exc
+    text = str(root).strip().splitlines()[0][:300] if str(root).strip() else type(root).__name__
+    line = text if root is exc else f"{type(root).__name__}: {text}"
+    db = sqlite_path(mlflow.get_tracking_uri())
+    if db is not None and not db.exists():
+        line = f"the store file {db} no longer exists (deleted while this command ran?): {line}"
+    return line
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from typing import Any
 EXIT_OK = 0
 EXIT_RECIPES_FAILED = 1  # the study ran, some recipe's run ended FAILED (the others are logged)
 EXIT_USAGE = 2  # bad flags, bad YAML, bad data/model, unreachable store: nothing was run or it stopped
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT): the interrupted run is marked KILLED, a rerun resumes
 
 
 def _plain(value: Any) -> Any:

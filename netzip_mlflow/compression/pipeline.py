@@ -34,7 +34,7 @@ from torch import nn
 from netzip_mlflow.compression.registry import PIPELINE, apply_technique, compress, get_technique
 from netzip_mlflow.compression.result import CompressionResult, InfoValue
 from netzip_mlflow.compression.spec import ParamValue, TechniqueSpec, TrainingHooks
-from netzip_mlflow.errors import ConfigError
+from netzip_mlflow.errors import ConfigError, short_repr
 
 _STEP_KEYS = ("technique", "params")
 
@@ -52,7 +52,7 @@ def validate_steps(steps: Any) -> list[dict[str, Any]]:
     if isinstance(steps, str | bytes) or not isinstance(steps, Sequence) or not steps:
         raise ConfigError(
             "steps",
-            f"must be a non-empty list of steps, got {steps!r}",
+            f"must be a non-empty list of steps, got {short_repr(steps)}",
             "e.g. steps: [{technique: prune_structured, params: {amount: 0.5}}, {technique: ptq}]",
         )
     checked: list[dict[str, Any]] = []
@@ -61,7 +61,7 @@ def validate_steps(steps: Any) -> list[dict[str, Any]]:
         where = f"steps[{index}]"
         if not isinstance(step, Mapping):
             raise ConfigError(
-                where, f"must be a mapping with 'technique' and 'params', got {step!r}"
+                where, f"must be a mapping with 'technique' and 'params', got {short_repr(step)}"
             )
         for key in step:
             if key not in _STEP_KEYS:

@@ -34,7 +34,7 @@ from torch import nn
 from netzip_mlflow.compression.common import require_data
 from netzip_mlflow.compression.result import CompressionResult
 from netzip_mlflow.compression.spec import ParamValue, TechniqueSpec, TrainingHooks
-from netzip_mlflow.errors import CompressionError, ConfigError, ModelError
+from netzip_mlflow.errors import CompressionError, ConfigError, ModelError, short_repr
 from netzip_mlflow.models.training import first_inputs
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def get_technique(technique: str) -> TechniqueSpec:
     if spec is None:
         raise ConfigError(
             "technique",
-            f"unknown technique {technique!r}",
+            f"unknown technique {short_repr(technique)}",
             f"known techniques: {', '.join(_REGISTRY)}",
         )
     return spec

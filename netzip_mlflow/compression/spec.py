@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from netzip_mlflow.compression.result import CompressionResult
-from netzip_mlflow.errors import ConfigError
+from netzip_mlflow.errors import ConfigError, short_repr
 
 ParamValue = bool | int | float | str
 
@@ -105,14 +105,14 @@ class ParamSpec:
         field_name = f"params.{self.name}"
         checked = self._check_type(value, field_name)
         if self.choices is not None and checked not in self.choices:
-            raise ConfigError(field_name, f"must be {self.allowed()}, got {value!r}")
+            raise ConfigError(field_name, f"must be {self.allowed()}, got {short_repr(value)}")
         if isinstance(checked, float | int) and not isinstance(checked, bool):
             self._check_range(checked, field_name)
         return checked
 
     def _check_type(self, value: Any, field_name: str) -> ParamValue:
         wrong = ConfigError(
-            field_name, f"must be {self.allowed()}, got {value!r} ({type(value).__name__})"
+            field_name, f"must be {self.allowed()}, got {short_repr(value)} ({type(value).__name__})"
         )
         if self.type is bool:
             if not isinstance(value, bool):
@@ -138,7 +138,7 @@ class ParamSpec:
             value > self.high or (value == self.high and not self.high_inclusive)
         )
         if below or above:
-            raise ConfigError(field_name, f"must be in {self.interval()}, got {value!r}")
+            raise ConfigError(field_name, f"must be in {self.interval()}, got {short_repr(value)}")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from netzip_mlflow.compression.registry import validate_params
 from netzip_mlflow.config.schema import StudySpec, task_recipe_problem
-from netzip_mlflow.errors import ConfigError
+from netzip_mlflow.errors import ConfigError, short_repr
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -21,6 +21,19 @@ def _field(loc: tuple[Any, ...]) -> str:
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "study"
+
+
+MAX_VALUES = 100_000
+"""A study (after YAML aliases are expanded) may hold at most this many values."""
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One bounded line about a YAML error (a python/* tag is named as such)."""
+    text = " ".join(str(exc).split())
+    if "python/" in text or "could not determine a constructor" in text:
+        tag = getattr(exc, "problem", "") or text
+        return f"is not valid YAML for a study: a tag that is not allowed ({' '.join(str(tag).split())[:120]}); only plain YAML values are read"
+    return f"is not valid YAML: {short_repr(text, 200)}"
 
 
 def dotted_key(key: str) -> str:
@@ -33,36 +46,83 @@ def parse_override(text: str) -> tuple[str, Any]:
 
     List items can be named either way: ``recipes[1].params.amount=0.5`` (as errors print the
     field) or ``recipes.1.params.amount=0.5``.
+
+    Raises:
+        ConfigError: field ``--set KEY``: not KEY=VALUE, an empty key, or a value YAML cannot read.
     """
     if "=" not in text:
-        raise ConfigError("override", f"{text!r} is not KEY=VALUE", "e.g. data.path=/data/images")
-    key, value = text.split("=", 1)
-    return dotted_key(key), yaml.safe_load(value)
+        raise ConfigError("--set", f"{short_repr(text)} is not KEY=VALUE", "e.g. --set data.path=/data/images")
+    raw_key, value = text.split("=", 1)
+    key = dotted_key(raw_key)
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError("--set", f"{short_repr(text)} has an empty key part", "e.g. --set recipes.0.params.amount=0.5")
+    try:
+        return key, yaml.safe_load(value.strip())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}", _yaml_problem(exc), "quote the value or write plain YAML") from None
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``raw`` with dotted keys (``evaluation.threads``, ``recipes.0.params.amount``) set."""
+    """A copy of ``raw`` with dotted keys (``evaluation.threads``, ``recipes.0.params.amount``) set.
+
+    Raises:
+        ConfigError: field ``--set KEY``: a list index that is not a number or out of range, or a
+            key below a value that is not a mapping or list.
+    """
     out = copy.deepcopy(raw)
     for dotted, value in overrides.items():
         node: Any = out
         parts = dotted_key(dotted).split(".")
-        for part in parts[:-1]:
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            where = ".".join(parts[:depth]) or "the study"
             if isinstance(node, list):
-                node = node[int(part)]
+                if not part.lstrip("-").isdigit():
+                    raise ConfigError(f"--set {dotted}", f"{where} is a list; {short_repr(part)} is not an index", f"use a number from 0 to {len(node) - 1}")
+                index = int(part)
+                if not 0 <= index < len(node):
+                    raise ConfigError(f"--set {dotted}", f"{where} has {len(node)} items; index {index} is out of range", f"use 0 to {len(node) - 1}" if node else "add the item to the study file")
+                if last:
+                    node[index] = value
+                else:
+                    node = node[index]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = value
+                else:
+                    node = node.setdefault(part, {})
             else:
-                node = node.setdefault(part, {})
-        last = parts[-1]
-        if isinstance(node, list):
-            node[int(last)] = value
-        else:
-            node[last] = value
+                raise ConfigError(
+                    f"--set {dotted}",
+                    f"{where} is a single value ({type(node).__name__}), it has no field {short_repr(part)}",
+                    f"set {where} itself",
+                )
     return out
+
+
+def _check_size(raw: Any, source: str) -> None:
+    """Refuse a study that expands (through YAML aliases) to more than :data:`MAX_VALUES` values."""
+    seen, stack = 0, [raw]
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise ConfigError(
+                source,
+                f"expands to more than {MAX_VALUES:,} values (YAML aliases repeating a list or mapping?)",
+                "write the study without '*alias' chains",
+            )
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend(node)
 
 
 def validate_study(raw: Mapping[str, Any], source: str = "study") -> StudySpec:
     """Validate a study mapping; the error names the field, e.g. ``recipes[1].params.amount``."""
     if not isinstance(raw, Mapping):
         raise ConfigError(source, f"a study must be a mapping, got {type(raw).__name__}")
+    _check_size(raw, source)
     try:
         spec = StudySpec.model_validate(dict(raw))
     except ValidationError as exc:
@@ -92,9 +152,21 @@ def load_study(path: str | Path, overrides: Mapping[str, Any] | None = None) -> 
     if not file.is_file():
         raise ConfigError("study", f"{file} does not exist", "pass the path of a study YAML, e.g. recipes/quickstart.yaml")
     try:
-        raw = yaml.safe_load(file.read_text())
+        text = file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            str(file), f"is not UTF-8 text (byte {exc.start} is {exc.object[exc.start]:#04x})", "save the study as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(str(file), f"cannot be read ({exc.strerror or exc})") from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(str(file), f"is not valid YAML: {exc}") from None
+        raise ConfigError(str(file), _yaml_problem(exc)) from None
+    except RecursionError:
+        raise ConfigError(str(file), "nests too deeply to read") from None
     if raw is None:
         raise ConfigError(str(file), "is empty")
+    if not isinstance(raw, dict):
+        raise ConfigError(str(file), f"a study must be a mapping, got {type(raw).__name__}")
     return validate_study(apply_overrides(raw, overrides or {}), source=file.name)

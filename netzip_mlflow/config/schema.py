@@ -9,7 +9,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from netzip_mlflow.config.search import SearchSettings
+from netzip_mlflow.errors import short_repr
 from netzip_mlflow.tracking import keys
+
+
+MAX_BATCH = 4096
+"""Upper bound of every batch size: larger ones only exhaust memory on the machines this runs on."""
+
+DEVICE_PATTERN = r"cpu|cuda(:[0-9]{1,2})?"
 
 
 class _Strict(BaseModel):
@@ -29,8 +36,11 @@ class DataSpec(_Strict):
     channels: Literal[1, 3] = 3
     test_fraction: float = Field(0.2, gt=0, lt=1)
     seed: int = Field(0, ge=0, description="seed of the train/test split, kept apart from the study seed")
-    limit: int | None = Field(None, ge=20, description="keep only this many images (stratified)")
-    batch_size: int = Field(128, ge=1, le=4096)
+    limit: int | None = Field(None, ge=20, le=100_000_000, description="keep only this many images (stratified)")
+    batch_size: int = Field(128, ge=1, le=MAX_BATCH)
+    skip_corrupt: bool = Field(
+        False, description="skip (and count) image files that cannot be decoded instead of refusing the dataset"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
@@ -82,10 +92,10 @@ class ModelSpec(_Strict):
 
 
 class LatencySpec(_Strict):
-    warmup_s: float = Field(1.0, ge=0)
+    warmup_s: float = Field(1.0, ge=0, le=3600)
     target_ci_rel: float = Field(0.02, gt=0, lt=1)
-    budget_s: float = Field(10.0, gt=0)
-    min_samples: int = Field(30, ge=5)
+    budget_s: float = Field(10.0, gt=0, le=86_400)
+    min_samples: int = Field(30, ge=5, le=1_000_000)
 
 
 class RatioSpec(_Strict):
@@ -105,7 +115,7 @@ class RatioSpec(_Strict):
     @classmethod
     def _known_metric(cls, value: str) -> str:
         if value not in keys.METRICS:
-            raise ValueError(f"unknown metric key {value!r}; use one of {', '.join(sorted(keys.METRICS))}")
+            raise ValueError(f"unknown metric key {short_repr(value)}; use one of {', '.join(sorted(keys.METRICS))}")
         return value
 
     @field_validator("weights")
@@ -117,13 +127,13 @@ class RatioSpec(_Strict):
 
 
 class EvaluationSpec(_Strict):
-    batch_size: int = Field(1, ge=1)
-    eval_batch_size: int = Field(256, ge=1)
+    batch_size: int = Field(1, ge=1, le=MAX_BATCH)
+    eval_batch_size: int = Field(256, ge=1, le=MAX_BATCH)
     threads: int = Field(1, ge=1, le=1024)
     isolate: bool = True
     paired: bool = Field(True, description="time each recipe against the baseline interleaved (paired ratios with CI)")
-    device: str = "cpu"
-    idle_s: float = Field(1.0, ge=0)
+    device: str = Field("cpu", description="cpu, cuda or cuda:N")
+    idle_s: float = Field(1.0, ge=0, le=3600)
     power_log: Path | None = None
     latency: LatencySpec = LatencySpec()
     ratios: RatioSpec = RatioSpec()
@@ -134,6 +144,13 @@ class EvaluationSpec(_Strict):
         description="seconds the isolated measurement worker may run before its process group is "
         "killed (default: derived from the latency budget, see worker_timeout_s; 0: no limit)",
     )
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not re.fullmatch(DEVICE_PATTERN, value):
+            raise ValueError(f"unknown device {short_repr(value)}; use cpu, cuda or cuda:N")
+        return value
 
 
 RAY_RESERVED_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
@@ -155,11 +172,11 @@ class ResourceSpec(_Strict):
     def _custom_names(cls, value: dict[str, float]) -> dict[str, float]:
         for name, amount in value.items():
             if name in RAY_RESERVED_RESOURCES or name.startswith("node:"):
-                raise ValueError(f"{name!r} is a built-in Ray resource; use num_cpus / num_gpus, or another name")
+                raise ValueError(f"{short_repr(name)} is a built-in Ray resource; use num_cpus / num_gpus, or another name")
             if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}", name):
-                raise ValueError(f"custom resource name {name!r} must be a letter then letters, digits, '_', '.', '-'")
+                raise ValueError(f"custom resource name {short_repr(name)} must be a letter then letters, digits, '_', '.', '-'")
             if not amount > 0:
-                raise ValueError(f"custom resource {name!r} needs an amount > 0, got {amount!r}")
+                raise ValueError(f"custom resource {short_repr(name)} needs an amount > 0, got {short_repr(amount)}")
         return value
 
     @property
@@ -276,6 +293,18 @@ class StudySpec(_Strict):
                 f"data.builtin {self.data.builtin!r} is a classification dataset; for task: detection "
                 "use builtin: shapes or path: <COCO folder>"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _ratio_metrics_fit_task(self) -> StudySpec:
+        ratios = self.evaluation.ratios
+        for ratio in ("performance", "speedup", "compression", "efficiency"):
+            key = getattr(ratios, ratio)
+            if self.task == "detection" and ratio == "performance" and "performance" not in ratios.model_fields_set:
+                continue  # the default (top-1) is replaced by mAP@0.5 for detection
+            problem = keys.ratio_metric_problem(key, self.task)
+            if problem:
+                raise ValueError(f"evaluation.ratios.{ratio}: {problem}")
         return self
 
     @property

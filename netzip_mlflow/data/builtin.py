@@ -29,6 +29,7 @@ class SplitDataset:
         classes: class names, index = label.
         input_shape: ``(C, H, W)`` of one image.
         name: where the data came from.
+        skipped: files left out of a folder dataset (see :func:`netzip_mlflow.data.folder.index_folder`).
     """
 
     train: torch.utils.data.Dataset
@@ -36,6 +37,7 @@ class SplitDataset:
     classes: list[str]
     input_shape: tuple[int, int, int]
     name: str
+    skipped: tuple[str, ...] = ()  # files left out (undecodable with data.skip_corrupt, symlinks out of the root)
 
 
 @cache
@@ -104,6 +106,13 @@ def load_builtin(
         keep, _ = stratified_split(y, 1.0 - min(limit / len(y), 0.999999), seed)
         x, y = x[keep], y[keep]
     train_idx, test_idx = stratified_split(y, test_fraction, seed)
+    if len(train_idx) == 0 or len(test_idx) == 0:
+        empty = "train" if len(train_idx) == 0 else "test"
+        raise ConfigError(
+            "data.test_fraction",
+            f"with {len(y)} images (data.limit {limit}) and test_fraction {test_fraction} the {empty} split is empty",
+            "raise data.limit or move test_fraction away from 0 and 1",
+        )
     x = x.astype(np.float32)
     mean, std = float(x[train_idx].mean()), float(x[train_idx].std())
     x = (x - mean) / std

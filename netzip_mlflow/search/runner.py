@@ -40,12 +40,12 @@ from netzip_mlflow.study.context import StudyData, example_inputs, load_data
 from netzip_mlflow.study.executors import reset_data_order
 from netzip_mlflow.study.resume import TAG_RESUMED, PreviousRuns, find_previous
 from netzip_mlflow.study.baseline import baseline_for, initial_model, reuse_baseline
-from netzip_mlflow.study.recipe import record_failure, run_recipe, safe_name
-from netzip_mlflow.study.runner import _with_trust, open_study_run
+from netzip_mlflow.study.preflight import preflight
+from netzip_mlflow.study.recipe import run_recipe, safe_name
+from netzip_mlflow.study.runner import _with_trust, failure_recorded, leased_study, open_study_run
 from netzip_mlflow.tracking.context import start_run
 from netzip_mlflow.tracking.retry import retry_locked
 from netzip_mlflow.tracking import keys
-from netzip_mlflow.tracking.experiments import ensure_experiment
 
 log = logging.getLogger(__name__)
 
@@ -314,19 +314,18 @@ def search(
     if trust_model_file:
         spec = _with_trust(spec)
     storage_url = resolve_storage(storage or spec.search.storage, mlflow.get_tracking_uri())
-    data = load_data(spec)
+    preflight(spec)  # the device exists, the power log can be read
+    data = load_data(spec, progress)
     model = initial_model(spec, data)
-    groups = _resolve_groups(spec, model.model, data)  # model: a BaselineModel (module + its params)
-    experiment_id = ensure_experiment(spec.experiment_name)
-    retry_locked(mlflow.set_experiment, experiment_id=experiment_id)
-    previous = PreviousRuns() if fresh else find_previous(spec, experiment_id)
-    reused = reuse_baseline(spec, previous)  # a baseline that cannot be loaded safely fails here, untouched
-    with open_study_run(spec, previous, {keys.TAG_SEARCH: "true"}) as parent:
-        try:
-            return _search_in_parent(spec, data, model, groups, previous, reused, parent.info.run_id, storage_url, progress, optuna)
-        except BaseException as exc:
-            record_failure(exc)
-            raise
+    groups = _resolve_groups(spec, model.model, data)  # the nn.Module inside the BaselineModel
+    with leased_study(spec, mlflow.get_tracking_uri()) as experiment_id:  # one writer per study
+        previous = PreviousRuns() if fresh else find_previous(spec, experiment_id)
+        reused = reuse_baseline(spec, previous)  # a baseline that cannot be loaded safely fails here, untouched
+        with open_study_run(spec, previous, {keys.TAG_SEARCH: "true"}) as parent:
+            with failure_recorded():
+                return _search_in_parent(
+                    spec, data, model, groups, previous, reused, parent.info.run_id, storage_url, progress, optuna
+                )
 
 
 def _resolve_groups(spec: StudySpec, model, data: StudyData) -> dict[tuple[int, int], list[str]]:

@@ -29,7 +29,7 @@ from netzip_mlflow.study.context import (
     evaluation_config,
     log_study_model,
 )
-from netzip_mlflow.study.recipe import epoch_logger, first_batch, record_failure
+from netzip_mlflow.study.recipe import end_interrupted, epoch_logger, first_batch, record_failure
 from netzip_mlflow.study.resume import TAG_CONFIG_HASH, PreviousRuns, baseline_hash
 from netzip_mlflow.study.system_metrics import system_metrics
 from netzip_mlflow.tracking import keys
@@ -116,9 +116,15 @@ def run_baseline(
             model = _baseline_model(spec, data, progress, run.info.run_id, model)
             report = evaluate(model.eval(), data.test, spec.task, config, log_to_mlflow=True)
             log_study_model(model, data, baseline_manifest(spec, data))
-        except BaseException as exc:
+        except KeyboardInterrupt:
+            end_interrupted()
+            raise
+        except Exception as exc:
             record_failure(exc)
             raise
+        except BaseException as exc:  # SystemExit & co. from model code: a failure, never an exit
+            message = record_failure(exc)
+            raise ModelError(f"the baseline failed: {message}") from exc
     return model, report
 
 

@@ -34,7 +34,12 @@ def check_model_outputs(model: nn.Module, inputs: torch.Tensor, labels: torch.Te
     try:
         try:
             out = model(model_input(inputs, model, _device(model)))
-        except (RuntimeError, ValueError, TypeError) as exc:
+        except SystemExit as exc:  # user model code must not end the study
+            raise ModelError(
+                f"{what} called sys.exit({str(exc.code)[:40]}) when run on one batch; model code must return "
+                "logits, not end the process"
+            ) from exc
+        except Exception as exc:  # noqa: BLE001 - any failure of user model code
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise ModelError(
                 f"{what} fails on data of shape {tuple(inputs.shape)} ({first}); "

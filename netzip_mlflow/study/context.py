@@ -32,12 +32,13 @@ class StudyData:
     test: DataLoader
 
 
-def load_data(spec: StudySpec) -> StudyData:
+def load_data(spec: StudySpec, progress: bool = False) -> StudyData:
     """Load the study's dataset and make its loaders.
 
     The train/test split follows ``data.seed`` and the training order the study's ``seed``: a study
     repeated with other seeds trains other models on the same split, as the population method of the
-    class-level impact analysis needs.
+    class-level impact analysis needs. An image folder is indexed and every file decoded once
+    first (a progress bar when ``progress``), see :func:`netzip_mlflow.data.folder.index_folder`.
     """
     d = spec.data
     collate = None
@@ -47,7 +48,7 @@ def load_data(spec: StudySpec) -> StudyData:
     elif d.builtin is not None:
         split = load_builtin(d.builtin, d.test_fraction, d.seed, d.limit)
     else:
-        split = load_image_folder(d.path, d.image_size, d.channels, d.test_fraction, d.seed)
+        split = load_image_folder(d.path, d.image_size, d.channels, d.test_fraction, d.seed, d.skip_corrupt, progress)
     generator = torch.Generator().manual_seed(spec.seed)
     train = DataLoader(split.train, batch_size=d.batch_size, shuffle=True, generator=generator, collate_fn=collate)
     test = DataLoader(split.test, batch_size=spec.evaluation.eval_batch_size, shuffle=False, collate_fn=collate)

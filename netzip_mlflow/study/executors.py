@@ -24,6 +24,7 @@ from netzip_mlflow.config.schema import ExecutorSpec, RecipeSpec, StudySpec
 from netzip_mlflow.errors import ConfigError
 from netzip_mlflow.study.jobs import RecipeFn, RecipeOutcome, StudyJob
 from netzip_mlflow.tracking import keys
+from netzip_mlflow.tracking.uri import mask_credentials
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from netzip_mlflow.study.context import StudyData
@@ -108,7 +109,7 @@ def check_remote_tracking_uri(tracking_uri: str) -> None:
         return
     raise ConfigError(
         "tracking_uri",
-        f"{tracking_uri!r} is not reachable from Ray workers: with --executor ray every worker logs "
+        f"{mask_credentials(tracking_uri)!r} is not reachable from Ray workers: with --executor ray every worker logs "
         "its runs itself, so tracking must be an MLflow server (http:// or https://)",
         "start `mlflow server --backend-store-uri postgresql://... --artifacts-destination DIR "
         "--serve-artifacts --host 0.0.0.0` (see docs/deployment.md) and pass "

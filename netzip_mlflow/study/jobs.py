@@ -48,6 +48,7 @@ class StudyResult:
     resumed: bool = False
     baseline_reused: bool = False
     killed: list[str] = field(default_factory=list)  # orphaned runs marked KILLED
+    notes: list[str] = field(default_factory=list)  # e.g. why there are no plots (tag netzip.leaderboard.note)
 
     @property
     def failed(self) -> list[RecipeOutcome]:

@@ -3,9 +3,11 @@
 :func:`run_recipe` is what every executor runs per recipe: in this process
 (:class:`~netzip_mlflow.study.executors.LocalExecutor`) or imported directly by a Ray task
 (:mod:`~netzip_mlflow.study.ray_tasks`). A failure ends only that recipe's run (FAILED, reason in
-``netzip.error``, traceback as an artifact). Each recipe runs under a watchdog
-(:mod:`~netzip_mlflow.study.watchdog`: ``timeout_s``, or a default from its training epochs): on
-expiry its run is FAILED with ``timeout after N s in <phase>`` and the study goes on.
+``netzip.error``, traceback as an artifact), whatever model code raises (``SystemExit`` included);
+only Ctrl-C goes on, after the run is marked KILLED with "interrupted by user". Each recipe runs
+under a watchdog (:mod:`~netzip_mlflow.study.watchdog`: ``timeout_s``, or a default from its
+training epochs): on expiry its run is FAILED with ``timeout after N s in <phase>`` and the study
+goes on.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from torch import nn
 from netzip_mlflow.api import evaluate
 from netzip_mlflow.compression.registry import compress, validate_params
 from netzip_mlflow.config.schema import RecipeSpec, StudySpec
-from netzip_mlflow.errors import WatchdogTimeout
+from netzip_mlflow.errors import WatchdogTimeout, short_repr
 from netzip_mlflow.evaluation.settings import EvaluationConfig
 from netzip_mlflow.models import rebuild
 from netzip_mlflow.evaluation.report import EvaluationReport
@@ -37,10 +39,13 @@ from netzip_mlflow.study.watchdog import RecipeTimeout, Watchdog, default_recipe
 from netzip_mlflow.tracking import keys
 from netzip_mlflow.tracking.context import start_run
 from netzip_mlflow.tracking.retry import retry_locked
+from netzip_mlflow.tracking.uri import mask_credentials
 
 log = logging.getLogger(__name__)
 
 TRACEBACK_ARTIFACT = keys.TRACEBACK_ARTIFACT
+INTERRUPTED = keys.ERROR_INTERRUPTED
+"""The ``netzip.error`` of a run stopped by Ctrl-C (it ends KILLED)."""
 
 
 def safe_name(text: str, limit: int = 100) -> str:
@@ -53,12 +58,29 @@ def safe_name(text: str, limit: int = 100) -> str:
 
 
 def error_message(exc: BaseException) -> str:
-    """``Type: first line of the message`` (at most 500 characters), for the ``netzip.error`` tag;
-    a watchdog's timeout is just ``timeout after N s in <phase>``."""
-    text = str(exc).strip()
+    """``Type: first line of the message`` (at most 500 characters, credentials in URIs masked),
+    for the ``netzip.error`` tag; a watchdog's timeout is just ``timeout after N s in <phase>``."""
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: the code called sys.exit({short_repr(exc.code, 60)}), which would have ended the study"
+    text = mask_credentials(str(exc).strip())
     if isinstance(exc, (RecipeTimeout, WatchdogTimeout)):
         return text[:500]
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:500]
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc`` (at most 300 characters, credentials masked), for log warnings."""
+    text = str(exc).strip()
+    return mask_credentials(text.splitlines()[0][:300]) if text else type(exc).__name__
+
+
+def end_interrupted() -> None:
+    """Tag the active run as interrupted by the user (:data:`INTERRUPTED`) and end it KILLED; never raises."""
+    try:
+        retry_locked(mlflow.set_tag, keys.TAG_ERROR, INTERRUPTED)
+        retry_locked(mlflow.end_run, status="KILLED")
+    except Exception as log_exc:  # noqa: BLE001 - the interrupt matters more
+        log.warning("could not mark the interrupted run KILLED: %s", first_line(log_exc))
 
 
 def record_failure(exc: BaseException) -> str:
@@ -68,7 +90,7 @@ def record_failure(exc: BaseException) -> str:
         retry_locked(mlflow.set_tag, keys.TAG_ERROR, message)
         retry_locked(mlflow.log_text, traceback.format_exc(), TRACEBACK_ARTIFACT)
     except Exception as log_exc:  # noqa: BLE001 - the original error matters more
-        log.warning("could not record the error in MLflow: %s", log_exc)
+        log.warning("could not record the error in MLflow: %s", first_line(log_exc))
     return message
 
 
@@ -151,9 +173,13 @@ def run_recipe(
                     spec.seed, base_run_id,
                 )
                 log_study_model(result.model, data, manifest, baseline)
-        except (Exception, RecipeTimeout) as exc:  # noqa: BLE001 - any failure of one recipe (MemoryError
-            # and torch's OutOfMemoryError included: both are Exceptions; the watchdog's timeout too)
-            # must not stop the study
+        except KeyboardInterrupt:
+            dog.cancel()
+            end_interrupted()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - any failure of one recipe (MemoryError, torch's
+            # OutOfMemoryError, a SystemExit from model code, the watchdog's RecipeTimeout) must not
+            # stop the study
             dog.cancel()
             gc.collect()
             if torch.cuda.is_available():

@@ -10,9 +10,10 @@ Runs are matched by study name and a hash of the resolved configuration, stored 
 Running a study again without ``--fresh`` reopens the latest study run with the same baseline hash,
 marks its runs still ``RUNNING`` (left by a killed process) as ``KILLED``, reuses its FINISHED
 baseline (model rebuilt from the run's tensors-only copy, see
-:mod:`netzip_mlflow.tracking.stored_model`; its pickle only with ``--trust-model-file``) and FINISHED recipe runs with a matching hash, and runs
-only what is missing. Do not run the same study twice at the same time: the second would take the
-first one's live runs for orphans.
+:mod:`netzip_mlflow.tracking.stored_model`; its pickle only with ``--trust-model-file``) and FINISHED
+recipe runs with a matching hash, and runs only what is missing. Two runs of the same study never
+overlap: each holds the study's lease (:mod:`netzip_mlflow.study.lease`), so runs found RUNNING here
+really are orphans.
 """
 
 from __future__ import annotations

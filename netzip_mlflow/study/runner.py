@@ -12,18 +12,24 @@ Reliability:
   are reused, orphaned RUNNING runs marked KILLED, only what is missing is run. ``fresh=True``
   starts a new study run.
 * MLflow calls are retried while SQLite reports 'database is locked' (several studies at once).
+* One writer per study (:mod:`netzip_mlflow.study.lease`): a second run of the same study while the
+  first holds its lease stops with one line naming the holder; a lease of a dead process is taken over.
+* Everything the store does not need is checked first (:mod:`netzip_mlflow.study.preflight`, the
+  whole dataset, the model on one real batch). Ctrl-C marks the interrupted run KILLED ("interrupted
+  by user") and propagates; anything else model code raises (``SystemExit`` included) fails only its run.
+* Plots that cannot be drawn never fail a study whose recipes finished (:mod:`netzip_mlflow.study.summary`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import yaml
-from torch import nn
 
 from netzip_mlflow.config.loader import load_study
 from netzip_mlflow.config.schema import RecipeSpec, StudySpec
@@ -33,7 +39,9 @@ from netzip_mlflow.study.baseline import baseline_for, initial_model, reuse_base
 from netzip_mlflow.study.context import StudyData, load_data
 from netzip_mlflow.study.executors import Executor, LocalExecutor, make_executor
 from netzip_mlflow.study.jobs import RecipeOutcome, StudyJob, StudyResult
-from netzip_mlflow.study.recipe import TRACEBACK_ARTIFACT, error_message, record_failure, run_recipe, safe_name
+from netzip_mlflow.study.lease import lock_file, study_lease
+from netzip_mlflow.study.preflight import preflight
+from netzip_mlflow.study.recipe import TRACEBACK_ARTIFACT, end_interrupted, error_message, record_failure, run_recipe, safe_name
 from netzip_mlflow.study.resume import TAG_CONFIG_HASH, TAG_RESUMED, PreviousRuns, baseline_hash, find_previous
 from netzip_mlflow.study.summary import log_leaderboard, log_population
 from netzip_mlflow.tracking import keys
@@ -130,23 +138,49 @@ def run_study(
         spec = _with_trust(spec)
     executor = executor or make_executor(spec.executor)
     try:
-        executor.prepare(spec, mlflow.get_tracking_uri())  # e.g. Ray needs an http:// tracking server
+        uri = mlflow.get_tracking_uri()
+        executor.prepare(spec, uri)  # e.g. Ray needs an http:// tracking server
+        preflight(spec)  # the device exists, the power log can be read
         phase(f"study {spec.study}: loading the data")
-        data = load_data(spec)  # bad data and bad models fail here, before the store is touched
+        data = load_data(spec, progress)  # bad data and bad models fail here, before the store is touched
         phase(f"building the baseline model ({_model_line(spec)})")
         model = initial_model(spec, data)
-        experiment_id = ensure_experiment(spec.experiment_name)
-        retry_locked(mlflow.set_experiment, experiment_id=experiment_id)  # nested runs follow it
-        previous = PreviousRuns() if fresh else find_previous(spec, experiment_id)
-        reused = reuse_baseline(spec, previous)  # a baseline that cannot be loaded safely fails here, untouched
-        with open_study_run(spec, previous) as parent:
-            try:
-                return _run_in_parent(spec, data, progress, previous, reused, parent.info.run_id, model, executor, experiment_id, phase)
-            except BaseException as exc:
-                record_failure(exc)
-                raise
+        with leased_study(spec, uri) as experiment_id:
+            previous = PreviousRuns() if fresh else find_previous(spec, experiment_id)
+            reused = reuse_baseline(spec, previous)  # a baseline that cannot be loaded safely fails here, untouched
+            with open_study_run(spec, previous) as parent:
+                with failure_recorded():
+                    return _run_in_parent(
+                        spec, data, progress, previous, reused, parent.info.run_id, model, executor, experiment_id, phase
+                    )
     finally:
         executor.close()
+
+
+@contextmanager
+def leased_study(spec: StudySpec, uri: str) -> Iterator[str]:
+    """Hold the study's lease (:mod:`netzip_mlflow.study.lease`) and yield its experiment id, made the
+    active experiment. A local store's lease is a lock file, taken before the store is touched; a
+    server's is an experiment tag (it needs the experiment)."""
+    experiment_id = None if lock_file(uri, spec.experiment_name, spec.study) else ensure_experiment(spec.experiment_name)
+    with study_lease(uri, spec.experiment_name, spec.study, experiment_id):
+        experiment_id = experiment_id or ensure_experiment(spec.experiment_name)
+        retry_locked(mlflow.set_experiment, experiment_id=experiment_id)  # nested runs follow it
+        yield experiment_id
+
+
+@contextmanager
+def failure_recorded() -> Iterator[None]:
+    """Inside the active study run: Ctrl-C ends it KILLED ("interrupted by user"), anything else
+    raised marks it FAILED with ``netzip.error``; the exception propagates either way."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        end_interrupted()
+        raise
+    except BaseException as exc:
+        record_failure(exc)
+        raise
 
 
 def _run_in_parent(
@@ -172,7 +206,7 @@ def _run_in_parent(
             retry_locked(mlflow.delete_tag, keys.TAG_ERROR)
     else:
         retry_locked(mlflow.log_text, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), keys.STUDY_ARTIFACT)
-        retry_locked(mlflow.log_params, {"seed": spec.seed, "recipes": len(spec.recipes), "data.train_samples": len(data.split.train), "data.test_samples": len(data.split.test)})
+        retry_locked(mlflow.log_params, {"seed": spec.seed, "recipes": len(spec.recipes), "data.train_samples": len(data.split.train), "data.test_samples": len(data.split.test), "data.skipped_files": len(getattr(data.split, "skipped", ()))})
     baseline, base_ref, base_run_id = baseline_for(spec, data, progress, reused, model, phase)
     result = StudyResult(
         spec.study, spec.experiment_name, parent_id, base_run_id, experiment_id=experiment_id,
@@ -193,6 +227,6 @@ def _run_in_parent(
         phase(f"{len(pending)} recipes submitted to {type(executor).__name__}")
     result.outcomes.extend(executor.run_recipes(job, pending, _announced(run_recipe, phase, len(pending)) if local else run_recipe))
     phase("ranking the recipes and drawing the plots")
-    result.leaderboard = log_leaderboard(spec, {o.run_id for o in result.outcomes})
+    result.leaderboard = log_leaderboard(spec, {o.run_id for o in result.outcomes}, result.notes)
     log_population(spec)
     return result

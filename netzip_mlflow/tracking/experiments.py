@@ -11,6 +11,8 @@ from mlflow.tracking import MlflowClient
 from netzip_mlflow.errors import TrackingError
 from netzip_mlflow.tracking import keys
 from netzip_mlflow.tracking.retry import retry_locked
+from netzip_mlflow.tracking.uri import mask_credentials
+
 
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
@@ -86,7 +88,7 @@ def ensure_experiment(name: str, client: MlflowClient | None = None, attempts: i
 
     where = client.tracking_uri if client is not None else mlflow.get_tracking_uri()
     raise TrackingError(
-        f"cannot get or create experiment {name!r} at {where} ({first_line}); "
+        f"cannot get or create experiment {name!r} at {mask_credentials(where)} ({first_line}); "
         "check --tracking-uri / MLFLOW_TRACKING_URI and that the tracking server or database is reachable"
     )
 

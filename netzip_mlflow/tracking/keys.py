@@ -136,6 +136,25 @@ METRICS: dict[str, MetricSpec] = {
     )
 }
 
+CLASSIFICATION_ONLY = frozenset({TOP1, TOP5, PRECISION_MACRO, RECALL_MACRO, F1_MACRO, PRECISION_MICRO, RECALL_MICRO, F1_MICRO, AGREEMENT, CIE_CLASSES, CIE_IMAGES})
+"""Metrics only a classification study logs."""
+DETECTION_ONLY = frozenset({MAP50, MAP50_95, PRECISION_IOU50, RECALL_IOU50})
+"""Metrics only a detection study logs."""
+NOT_RATIO_INPUTS = frozenset({RATIO_PERFORMANCE, RATIO_SPEEDUP, RATIO_COMPRESSION, RATIO_EFFICIENCY, OCS, AGREEMENT})
+"""Metrics that are derived from a baseline (or are ratios themselves): a ratio cannot be built on them."""
+
+
+def ratio_metric_problem(key: str, task: str) -> str | None:
+    """Why ``key`` cannot feed a ratio of a ``task`` study (``classification``/``detection``), or ``None``."""
+    if key in NOT_RATIO_INPUTS:
+        return f"{key} is computed against the baseline, so a ratio cannot be built on it"
+    if task == "classification" and key in DETECTION_ONLY:
+        return f"{key} is a detection metric; a classification study does not log it (use e.g. {TOP1})"
+    if task == "detection" and key in CLASSIFICATION_ONLY:
+        return f"{key} is a classification metric; a detection study does not log it (use e.g. {MAP50})"
+    return None
+
+
 RATIO_KEYS: dict[str, str] = {
     "performance": RATIO_PERFORMANCE,
     "speedup": RATIO_SPEEDUP,
@@ -180,7 +199,6 @@ TAG_PAIRED_TARGET_MET = "netzip.paired.target_met"
 TAG_PAIRED_EFFICIENCY = "netzip.paired.efficiency"  # measured, estimate restating latency, or why absent
 TAG_BASELINE_FINETUNED = "netzip.baseline.finetuned"  # "true": model.path weights fine-tuned here
 TAG_OCS_WITHHELD = "netzip.ocs.withheld"  # why ratios and OCS were not computed (model at chance)
-TAG_PLOTS_SKIPPED = "netzip.plots.skipped"  # plots a study could not draw, and why
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # MLflow 3: which view the UI opens an experiment in
 EXPERIMENT_KIND = "custom_model_development"  # the runs/model-training view, not the GenAI overview
 TAG_HW_PREFIX = "netzip.hw."
@@ -197,6 +215,9 @@ TAG_RAY_NODE_ID = "netzip.ray.node_id"
 TAG_RAY_NODE_IP = "netzip.ray.node_ip"
 TAG_RAY_HOSTNAME = "netzip.ray.hostname"
 TAG_RAY_RESOURCES = "netzip.ray.resources"
+TAG_LEADERBOARD_NOTE = "netzip.leaderboard.note"  # study run: why its leaderboard/plots are missing or incomplete
+TAG_LEASE_PREFIX = "netzip.lease."  # experiment tag netzip.lease.<study>: who runs the study now (server stores)
+ERROR_INTERRUPTED = "KeyboardInterrupt: interrupted by user"  # netzip.error of a run stopped by Ctrl-C (KILLED)
 ROLE_STUDY = "study"
 ROLE_BASELINE = "baseline"
 ROLE_COMPRESSED = "compressed"

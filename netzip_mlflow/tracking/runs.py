@@ -17,6 +17,7 @@ from netzip_mlflow.errors import TrackingError
 from netzip_mlflow.evaluation.accuracy import Predictions
 from netzip_mlflow.evaluation.report import BaselineFacts, EvaluationReport
 from netzip_mlflow.tracking import keys
+from netzip_mlflow.tracking.uri import mask_credentials
 
 PREDICTIONS_ARTIFACT = keys.PREDICTIONS_ARTIFACT
 
@@ -40,7 +41,7 @@ def load_baseline(run_id: str, client: MlflowClient | None = None) -> BaselineFa
         run = client.get_run(run_id)
     except MlflowException as exc:
         raise TrackingError(
-            f"baseline run {run_id!r} was not found in {client.tracking_uri}; "
+            f"baseline run {run_id!r} was not found in {mask_credentials(client.tracking_uri)}; "
             "check the run id and MLFLOW_TRACKING_URI"
         ) from exc
     return BaselineFacts(

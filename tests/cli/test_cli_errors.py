@@ -158,3 +158,142 @@ def test_unreachable_tracking_server(tmp_path, run, monkeypatch):
     code, err = run(_study(tmp_path), uri="http://127.0.0.1:9")
     line = _one_error_line(err)
     assert code == 2 and "http://127.0.0.1:9" in line and "MLFLOW_TRACKING_URI" in line
+
+
+# ---- the second catalogue (issue #19): hostile inputs, still one line, exit 2, nothing logged ----
+
+BOMB = """\
+a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]
+i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h]
+"""
+
+HOSTILE = {
+    # id: (changes to the study, CLI args, fragments the message must contain)
+    "--set below a scalar": ({}, ["--set", "data.batch_size.x=1"], ["--set data.batch_size.x", "data.batch_size is a single value (int)"]),
+    "--set index out of range": ({}, ["--set", "recipes.5.name=x"], ["--set recipes.5.name", "recipes has 1 items; index 5 is out of range", "use 0 to 0"]),
+    "--set index not a number": ({}, ["--set", "recipes.first.name=x"], ["--set recipes.first.name", "recipes is a list; 'first' is not an index"]),
+    "--set unparsable value": ({}, ["--set", "data.limit=[1,"], ["--set data.limit", "is not valid YAML"]),
+    "--set python tag": ({}, ["--set", "data.limit=!!python/object/apply:os.system ['echo x']"], ["--set data.limit", "tag that is not allowed", "python/object/apply:os.system"]),
+    "--set empty key": ({}, ["--set", "data..limit=30"], ["--set", "empty key part"]),
+    "device banana": ({"evaluation__device": "banana"}, [], ["evaluation.device", "unknown device 'banana'", "cpu, cuda or cuda:N"]),
+    "missing power log": ({"evaluation__power_log": "/nowhere/power.csv"}, [], ["evaluation.power_log", "/nowhere/power.csv does not exist"]),
+    "batch size 1e9": ({"evaluation__batch_size": 1.0e9}, [], ["evaluation.batch_size", "less than or equal to 4096"]),
+    "eval batch size unbounded": ({"evaluation__eval_batch_size": 10**9}, [], ["evaluation.eval_batch_size", "less than or equal to 4096"]),
+    "empty train split": ({"data__limit": 20, "data__test_fraction": 0.99}, [], ["data.test_fraction", "the train split is empty", "data.limit"]),
+    "detection metric in a classification study": ({"evaluation__ratios": {"performance": "accuracy/map50"}}, [], ["evaluation.ratios.performance", "accuracy/map50 is a detection metric", "accuracy/top1"]),
+    "ratio of a ratio": ({"evaluation__ratios": {"speedup": "ocs"}}, [], ["evaluation.ratios.speedup", "computed against the baseline"]),
+}
+
+CASES.update(HOSTILE)  # run by test_config_errors (pytest reads CASES when it collects the module)
+
+
+def test_cuda_without_a_gpu(tmp_path, run):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code, err = run(_study(tmp_path, evaluation={"isolate": False, "idle_s": 0.0, "device": "cuda"}))
+    line = _one_error_line(err)
+    assert code == 2 and "evaluation.device" in line and "no CUDA GPU" in line and "device: cpu" in line
+
+
+def test_power_log_that_is_not_text(tmp_path, run):
+    log = tmp_path / "power.csv"
+    log.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    code, err = run(_study(tmp_path, evaluation={"isolate": False, "idle_s": 0.0, "power_log": str(log)}))
+    line = _one_error_line(err)
+    assert code == 2 and "evaluation.power_log" in line and "is not UTF-8 text (byte 0 is 0x89)" in line
+
+
+def test_non_utf8_study_file(tmp_path, run):
+    path = _study(tmp_path)
+    path.write_bytes(path.read_bytes().replace(b"study: bad", b"study: b\xe4d"))
+    code, err = run(path)
+    line = _one_error_line(err)
+    assert code == 2 and "study.yaml" in line and "is not UTF-8 text" in line and "0xe4" in line
+
+
+@pytest.mark.parametrize("where", ["params.amount", "steps"])
+def test_yaml_alias_bomb_is_refused_quickly(tmp_path, run, where):
+    """9 aliases deep: 9^9 = 387 million values if expanded; the message must not expand them."""
+    recipe = "{name: p, technique: prune_unstructured, params: {amount: *i}}" if where == "params.amount" else "{name: p, steps: *i}"
+    path = tmp_path / "study.yaml"
+    path.write_text(BOMB + yaml.safe_dump({k: v for k, v in BASE.items() if k != "recipes"}) + f"recipes: [{recipe}]\n")
+    assert path.stat().st_size < 1200
+    code, err = run(path)
+    line = _one_error_line(err)
+    assert code == 2 and "expands to more than 100,000 values" in line and "alias" in line and len(line) < 300
+
+
+def _png(path, value=0, size=(8, 8)):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("L", size, value).save(path)
+    return path
+
+
+def _folder(tmp_path, classes=("cat", "dog"), per_class=6):
+    root = tmp_path / "images"
+    for c, name in enumerate(classes):
+        for i in range(per_class):
+            _png(root / name / f"{i}.png", 40 * c + i)
+    return root
+
+
+def _folder_study(tmp_path, root, **data):
+    return _study(tmp_path, data={"path": str(root), "channels": 1, "image_size": 8, "batch_size": 4, **data})
+
+
+@pytest.mark.parametrize("fault", ["truncated", "zero-byte", "not an image"])
+def test_corrupt_image_is_named_before_anything_runs(tmp_path, run, fault):
+    root = _folder(tmp_path)
+    bad = root / "dog" / "3.png"
+    if fault == "truncated":
+        bad.write_bytes(bad.read_bytes()[:40])
+    elif fault == "zero-byte":
+        bad.write_bytes(b"")
+    else:
+        bad.write_text("just some text with a .png name\n")
+    code, err = run(_folder_study(tmp_path, root))
+    line = _one_error_line(err)
+    assert code == 2 and f"{bad} cannot be read as an image" in line and "data.skip_corrupt: true" in line
+
+
+def test_decompression_bomb_image(tmp_path, run, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # a 100x100 image stands in for a 50k x 50k one
+    root = _folder(tmp_path)
+    bomb = _png(root / "cat" / "bomb.png", size=(100, 100))
+    code, err = run(_folder_study(tmp_path, root))
+    line = _one_error_line(err)
+    assert code == 2 and f"{bomb} cannot be read as an image" in line and "decompression bomb" in line
+
+
+def test_single_class_folder(tmp_path, run):
+    root = _folder(tmp_path, classes=("cat",))
+    code, err = run(_folder_study(tmp_path, root))
+    line = _one_error_line(err)
+    assert code == 2 and "one class folder (cat)" in line and "at least two classes" in line
+
+
+def test_symlink_loop_is_refused(tmp_path, run):
+    root = _folder(tmp_path)
+    (root / "cat" / "loop").symlink_to("..")
+    code, err = run(_folder_study(tmp_path, root))
+    line = _one_error_line(err)
+    assert code == 2 and "symlink loop" in line and str(root / "cat" / "loop") in line
+
+
+def test_symlink_into_another_class_is_refused(tmp_path, run):
+    root = _folder(tmp_path)
+    (root / "cat" / "also_dogs").symlink_to(root / "dog")
+    code, err = run(_folder_study(tmp_path, root))
+    line = _one_error_line(err)
+    assert code == 2 and "are the same file" in line and "counted twice" in line

@@ -7,6 +7,7 @@ Imported by the study tests in-process, and put on PYTHONPATH of CLI subprocesse
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import torch
@@ -17,6 +18,7 @@ from netzip_mlflow.compression.result import CompressionResult
 from netzip_mlflow.compression.spec import ParamSpec, TechniqueSpec
 
 SLEEP_ENV = "NETZIP_TEST_SLEEP_S"
+WAIT_ENV = "NETZIP_TEST_WAIT_FILE"  # test_sleep first waits until this file exists (at most 600 s)
 STALL_AFTER_ENV = "NETZIP_TEST_STALL_AFTER"  # test_stall_after: calls in this process before it stalls
 _calls = {"test_stall_after": 0}
 
@@ -44,8 +46,29 @@ class HangsForever(nn.Module):
             time.sleep(3600)
 
 
+class ExitInForward(nn.Module):
+    """Wraps a model whose forward calls ``sys.exit(0)`` (user code that ends the process)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sys.exit(0)
+
+
 def _hang(model, params, data, example, hooks):
     return CompressionResult(HangsForever(model), {})
+
+
+def _exit(model, params, data, example, hooks):
+    if params["where"] == "apply":
+        sys.exit(0)
+    return CompressionResult(ExitInForward(model), {})
+
+
+def _interrupt(model, params, data, example, hooks):
+    raise KeyboardInterrupt
 
 
 def _raise(model, params, data, example, hooks):
@@ -63,6 +86,10 @@ def _oom(model, params, data, example, hooks):
 
 
 def _sleep(model, params, data, example, hooks):
+    release = os.environ.get(WAIT_ENV)
+    deadline = time.time() + 600
+    while release and not os.path.exists(release) and time.time() < deadline:
+        time.sleep(0.1)
     time.sleep(float(os.environ.get(SLEEP_ENV, "0")))
     return CompressionResult(model, {"slept_s": float(os.environ.get(SLEEP_ENV, "0"))})
 
@@ -86,6 +113,8 @@ TECHNIQUES = (
     _spec("test_oom", _oom, [ParamSpec("kind", str, "python", "which OOM", choices=("python", "torch"))]),
     _spec("test_sleep", _sleep),
     _spec("test_hang", _hang),
+    _spec("test_exit", _exit, [ParamSpec("where", str, "forward", "where sys.exit(0) is called", choices=("forward", "apply"))]),
+    _spec("test_interrupt", _interrupt),
     _spec("test_stall_after", _stall_after),
 )
 

@@ -32,6 +32,8 @@ def read_power_log(path: Path) -> tuple[np.ndarray, np.ndarray]:
             rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
     except OSError as exc:
         raise DataError(f"cannot read the power log {path}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(f"the power log {path} is not UTF-8 text (byte {exc.start}); give a `timestamp,watts` CSV") from None
     if rows and not _is_number(rows[0][0]):
         rows = rows[1:]  # header
     points = [_parse_row(path, number, row) for number, row in enumerate(rows, start=1)]
