@@ -16,6 +16,7 @@ import numpy as np
 
 from netzip_mlflow.runtimes.base import FLOAT_BITS, Runtime
 from netzip_mlflow.runtimes.onnx_export import require
+from netzip_mlflow.runtimes.signal_stack import kept_signal_stack
 
 XML_FILE, BIN_FILE = "model.xml", "model.bin"
 _WEIGHTED = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul")
@@ -46,21 +47,32 @@ def weight_bits(node: object) -> int | None:
 
 
 class _OvSession:
+    """A compiled model and its infer request. Every call into the CPU plugin, its release
+    included, keeps the thread's alternate signal stack (see :mod:`.signal_stack`)."""
+
     def __init__(self, path: Path, threads: int) -> None:
         import openvino as ov
 
-        core = ov.Core()
-        self._compiled = core.compile_model(
-            str(path), "CPU",
-            {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"},
-        )
-        self._request = self._compiled.create_infer_request()
+        with kept_signal_stack():
+            core = ov.Core()
+            self._compiled = core.compile_model(
+                str(path), "CPU",
+                {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"},
+            )
+            self._request = self._compiled.create_infer_request()
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
-        return np.array(self._request.infer([inputs])[0], copy=True)
+        with kept_signal_stack():
+            return np.array(self._request.infer([inputs])[0], copy=True)
 
     def threads(self) -> int:
-        return int(self._compiled.get_property("INFERENCE_NUM_THREADS"))
+        with kept_signal_stack():
+            return int(self._compiled.get_property("INFERENCE_NUM_THREADS"))
+
+    def __del__(self) -> None:
+        with kept_signal_stack():
+            self.__dict__.pop("_request", None)
+            self.__dict__.pop("_compiled", None)
 
 
 class OpenVinoRuntime(Runtime):
