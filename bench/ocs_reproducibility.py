@@ -42,10 +42,14 @@ def parse_sets(items: list[str]) -> dict[str, object]:
     return out
 
 
-def one_run(overrides: dict[str, object], hog: bool) -> dict[str, dict[str, float]]:
-    """One fresh study in a new store; recipe -> {ocs, ocs_unpaired, E, E_unpaired, seconds}."""
+def one_run(overrides: dict[str, object], hog: bool, keep: str | None = None) -> dict[str, dict[str, float]]:
+    """One fresh study in a new store (kept in the folder ``keep`` if given, else deleted);
+    recipe -> {ocs, ocs_unpaired, E, E_unpaired, seconds}."""
     hogs: list[subprocess.Popen] = []
-    with tempfile.TemporaryDirectory(prefix="netzip-ocs-") as tmp:
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="netzip-ocs-") as scratch:
+        tmp = keep or scratch
         mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
         started = time.perf_counter()
         try:
@@ -83,13 +87,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--hog-run", type=int, default=2, help="which run (1-based) runs under the CPU hog; 0: none")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--keep", metavar="DIR", help="keep run i's store in DIR/run<i> (for netzip leaderboard)")
     args = parser.parse_args()
     overrides = parse_sets(args.sets)
     results = []
     for i in range(1, args.runs + 1):
         hog = i == args.hog_run
         load = os.getloadavg()
-        rows = one_run(overrides, hog)
+        rows = one_run(overrides, hog, os.path.join(args.keep, f"run{i}") if args.keep else None)
         results.append(rows)
         print(f"run {i}{' (CPU hog on every core)' if hog else ''}: load before {load[0]:.1f}, "
               f"{next(iter(rows.values()))['seconds']:.0f} s", flush=True)
