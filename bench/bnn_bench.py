@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Subset
 
 from netzip_mlflow.compression.registry import compress
 from netzip_mlflow.data.builtin import load_builtin
-from netzip_mlflow.evaluation.evaluator import evaluate
+from netzip_mlflow.evaluation.evaluator import measure
 from netzip_mlflow.evaluation.latency import LatencySettings
 from netzip_mlflow.evaluation.settings import EvaluationConfig
 from netzip_mlflow.models.training import train
@@ -73,7 +73,7 @@ def main() -> None:
     started = time.perf_counter()
     train(model, train_data, args.epochs, 0.05, progress=False)
     print(f"baseline trained in {time.perf_counter() - started:.0f} s", flush=True)
-    rows = {"float32 baseline": evaluate(model.eval(), test_data, config=config, log_to_mlflow=False)}
+    rows = {"float32 baseline": measure(model.eval(), test_data, config=config)}
     base = rows["float32 baseline"]
     for name, (technique, params) in RECIPES.items():
         started = time.perf_counter()
@@ -81,7 +81,7 @@ def main() -> None:
         if technique == "bnn":
             params = {"epochs": args.bnn_epochs, **params}
         result = compress(model, technique, params, data=train_data, progress=False)
-        rows[name] = evaluate(result.model, test_data, config=config, baseline=base, log_to_mlflow=False)
+        rows[name] = measure(result.model, test_data, config=config, baseline=base, baseline_model=model)
         print(f"{name}: compressed + measured in {time.perf_counter() - started:.0f} s", flush=True)
     header = "| model | " + " | ".join(c for c, _, _ in COLUMNS) + " |"
     print(header)
