@@ -74,9 +74,8 @@ class SettingsModel(BaseModel, metaclass=_ConfigErrorOnCall):
     @classmethod
     def field_info(cls, path: str) -> Any:
         """The pydantic ``FieldInfo`` of a dotted field path (``latency.budget_s``)."""
-        model: type[BaseModel] = cls
         head, _, rest = path.partition(".")
-        info = model.model_fields[head]
+        info = cls.model_fields[head]
         if rest:
             nested = info.annotation
             if not (isinstance(nested, type) and issubclass(nested, SettingsModel)):

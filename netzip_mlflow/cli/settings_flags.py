@@ -56,7 +56,9 @@ def _shown(value: Any) -> str:
     return f" (default {'on' if value else 'off'})" if isinstance(value, bool) else f" (default {value})"
 
 
-def add_setting_flags(parser: argparse.ArgumentParser | Any, model: type[SettingsModel], flags: Sequence[SettingFlag]) -> None:
+def add_setting_flags(
+    parser: argparse._ActionsContainer, model: type[SettingsModel], flags: Sequence[SettingFlag]
+) -> None:
     """Add ``flags`` to ``parser`` (or an argument group) with the type, help and default of ``model``'s fields."""
     for spec in flags:
         info = model.field_info(spec.path)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import ClassVar, TypeVar
 
 from pydantic import Field, field_validator
@@ -121,7 +121,8 @@ class EvaluationConfig(EvaluationSettings):
     @field_validator("class_names", mode="before")
     @classmethod
     def _names_as_text(cls, value: object) -> object:
-        if isinstance(value, list | tuple):
+        """Any sequence of names (a list, a tuple, an array of labels) as a tuple of strings."""
+        if isinstance(value, Iterable) and not isinstance(value, str | bytes | Mapping):
             return tuple(str(name) for name in value)
         return value
 
