@@ -10,44 +10,60 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from netzip_mlflow.errors import ConfigError
+from pydantic import Field, field_validator
+
+from netzip_mlflow.errors import ConfigError, short_repr
 from netzip_mlflow.tracking import keys
+from netzip_mlflow.validation import SettingsModel
 
 RATIO_NAMES: tuple[str, ...] = ("performance", "speedup", "compression", "efficiency")
 
 
-@dataclass(frozen=True)
-class RatioConfig:
-    """Which metric feeds each ratio, the OCS weights (lambda 1-4) and the speedup constant zeta."""
+class RatioConfig(SettingsModel):
+    """Which metric feeds each ratio, the OCS weights (lambda 1-4) and the speedup constant zeta
+    (the study YAML's ``evaluation.ratios``)."""
 
-    performance: str = keys.TOP1
-    speedup: str = keys.CHATS
-    compression: str = keys.DISK_MB
-    efficiency: str = keys.ENERGY_PER_SAMPLE
-    weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
-    zeta: float = 1.0
-    score_at_chance: bool = False
-    """Compute ratios and OCS even for models at chance (see :mod:`netzip_mlflow.analysis.chance`)."""
+    section: ClassVar[str] = "evaluation.ratios"
 
-    def __post_init__(self) -> None:
-        for name in RATIO_NAMES:
-            metric = getattr(self, name)
-            if metric not in keys.METRICS:
-                raise ConfigError(
-                    f"{name}_metric",
-                    f"unknown metric key {metric!r}",
-                    f"use one of: {', '.join(sorted(keys.METRICS))}",
-                )
-        if len(self.weights) != 4 or not all(math.isfinite(w) for w in self.weights):
-            raise ConfigError("weights", f"need four finite numbers, got {self.weights!r}")
-        if not all(w > 0 for w in self.weights):
-            raise ConfigError(
-                "weights", f"every OCS weight must be positive, got {self.weights!r}",
-                "a zero or negative weight rewards a worse ratio or hides it; use e.g. 1,1,1,1",
+    performance: str = Field(keys.TOP1, description="metric key of the performance ratio (detection: accuracy/map50)")
+    speedup: str = Field(keys.CHATS, description="metric key of the speedup ratio")
+    compression: str = Field(keys.DISK_MB, description="metric key of the compression ratio")
+    efficiency: str = Field(keys.ENERGY_PER_SAMPLE, description="metric key of the efficiency ratio")
+    weights: tuple[float, float, float, float] = Field(
+        (1.0, 1.0, 1.0, 1.0), description="the four OCS weights (lambda 1-4), each a positive number"
+    )
+    zeta: float = Field(1.0, gt=0, allow_inf_nan=False, description="hardware constant of the speedup ratio")
+    score_at_chance: bool = Field(
+        False,
+        description="compute ratios and OCS even when the baseline or the compressed model is not "
+        "above chance (they compare noise then; see netzip_mlflow.analysis.chance)",
+    )
+
+    @field_validator("performance", "speedup", "compression", "efficiency")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in keys.METRICS:
+            raise ValueError(f"unknown metric key {short_repr(value)}; use one of {', '.join(sorted(keys.METRICS))}")
+        return value
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _four_weights(cls, value: object) -> object:
+        if isinstance(value, list | tuple) and len(value) != 4:
+            raise ValueError(f"needs four numbers (lambda 1-4), got {len(value)}")
+        return value
+
+    @field_validator("weights")
+    @classmethod
+    def _positive_weights(cls, value: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        if not all(math.isfinite(w) and w > 0 for w in value):
+            raise ValueError(
+                f"every OCS weight must be a positive number, got {short_repr(list(value))} (a zero or "
+                "negative weight rewards a worse ratio or hides it; use e.g. 1,1,1,1)"
             )
-        if not (math.isfinite(self.zeta) and self.zeta > 0):
-            raise ConfigError("zeta", f"must be a positive number, got {self.zeta!r}")
+        return value
 
     def metric_for(self, ratio: str) -> str:
         """The metric key that feeds ``ratio``."""
@@ -56,9 +72,14 @@ class RatioConfig:
     @classmethod
     def for_task(cls, task: str, **overrides: object) -> RatioConfig:
         """Defaults for a task: detection measures performance with mAP@0.5."""
-        if task == "detection" and "performance" not in overrides:
-            overrides["performance"] = keys.MAP50
-        return cls(**overrides)  # type: ignore[arg-type]
+        return cls(**overrides).with_task_defaults(task)  # type: ignore[arg-type]
+
+    def with_task_defaults(self, task: str) -> RatioConfig:
+        """These settings for ``task``: detection's performance ratio is mAP@0.5 unless another metric
+        than the classification default (top-1) was chosen."""
+        if task == "detection" and self.performance == keys.TOP1:
+            return self.model_copy(update={"performance": keys.MAP50})
+        return self
 
 
 @dataclass(frozen=True)

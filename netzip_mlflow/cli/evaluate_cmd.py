@@ -16,8 +16,24 @@ from netzip_mlflow.data.folder import load_image_folder
 from netzip_mlflow.errors import ConfigError, ModelError
 from netzip_mlflow.tracking import keys
 from netzip_mlflow.cli.output import write_json
+from netzip_mlflow.cli.settings_flags import SettingFlag, add_setting_flags, build_settings, given_values
+from netzip_mlflow.evaluation.settings import EvaluationConfig
 from netzip_mlflow.tracking.context import start_run
 from netzip_mlflow.tracking.uri import mask_credentials
+
+
+SETTING_FLAGS = (
+    SettingFlag("--threads", "threads"),
+    SettingFlag("--batch-size", "batch_size"),
+    SettingFlag("--eval-batch-size", "eval_batch_size"),
+    SettingFlag("--no-isolate", "isolate", negate=True),
+    SettingFlag("--no-paired", "paired", negate=True),
+    SettingFlag("--idle-s", "idle_s"),
+    SettingFlag("--latency-budget-s", "latency.budget_s"),
+    SettingFlag("--timeout-s", "timeout_s"),
+    SettingFlag("--score-at-chance", "ratios.score_at_chance"),
+)
+"""The flags that set :class:`EvaluationConfig` fields (type, default and help from the model)."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,17 +50,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--experiment", default="netzip-evaluate")
     p.add_argument("--run-name")
     p.add_argument("--baseline-run", help="run id of the baseline: adds ratios, OCS and class impact")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=1, help="batch size for latency and energy")
     p.add_argument("--image-size", type=int, default=224, help="ImageFolder images: pixels per side")
     p.add_argument("--channels", type=int, choices=[1, 3], default=3, help="ImageFolder images: 1 or 3")
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-isolate", action="store_true", help="measure in this process, not a fresh one")
-    p.add_argument("--score-at-chance", action="store_true",
-                   help="compute ratios and OCS even when a model's top-1 is not above chance")
-    p.add_argument("--no-paired", action="store_true",
-                   help="with --baseline-run: do not time the model against the baseline's logged model side by side")
+    add_setting_flags(p.add_argument_group("evaluation settings (as the study YAML's evaluation: section)"),
+                      EvaluationConfig, SETTING_FLAGS)
     p.add_argument("--format", default="table", choices=["table", "json"],
                    help="json: one JSON object (run id, metrics with units, tags, params) on stdout")
 
@@ -105,20 +116,20 @@ def _baseline_model(args: argparse.Namespace) -> nn.Module | None:
         return None
 
 
+def evaluation_config(args: argparse.Namespace) -> EvaluationConfig:
+    """The :class:`EvaluationConfig` the flags describe (a flag not given: the model's default)."""
+    return build_settings(EvaluationConfig, given_values(args, SETTING_FLAGS), SETTING_FLAGS)
+
+
 def run(args: argparse.Namespace, console: Console) -> int:
     """Evaluate, log, and print the headline metrics."""
     from netzip_mlflow.api import evaluate
-    from netzip_mlflow.analysis.ratios import RatioConfig
-    from netzip_mlflow.evaluation.settings import EvaluationConfig
     from netzip_mlflow.tracking.experiments import ensure_experiment
 
+    config = evaluation_config(args)  # bad settings fail before any data or model is loaded
     split = _data(args)
     model = _model(args, split)
-    config = EvaluationConfig(
-        batch_size=args.batch_size, threads=args.threads, isolate=not args.no_isolate,
-        paired=not args.no_paired, class_names=tuple(split.classes),
-        ratios=RatioConfig(score_at_chance=args.score_at_chance),
-    )
+    config = config.model_copy(update={"class_names": tuple(split.classes)})
     mlflow.set_experiment(experiment_id=ensure_experiment(args.experiment))
     with start_run(run_name=args.run_name) as run:
         mlflow.set_tag(keys.TAG_MODEL_SOURCE, args.model)

@@ -26,48 +26,51 @@ from rich.text import Text
 from netzip_mlflow import __version__
 from netzip_mlflow.cli import class_impact_cmd, evaluate_cmd, search_cmd
 from netzip_mlflow.cli.output import EXIT_INTERRUPTED, EXIT_OK, EXIT_RECIPES_FAILED, EXIT_USAGE, write_json
+from netzip_mlflow.cli.settings_flags import SettingFlag, add_setting_flags, build_settings, given_values
 from netzip_mlflow.errors import NetzipError
+from netzip_mlflow.evaluation.settings import EvaluationSettings
 from netzip_mlflow.tracking.uri import mask_credentials
 
 console = Console()
 err_console = Console(stderr=True)
 
 
+RATIO_FLAGS = (
+    SettingFlag("--performance-metric", "performance"),
+    SettingFlag("--speedup-metric", "speedup"),
+    SettingFlag("--compression-metric", "compression"),
+    SettingFlag("--efficiency-metric", "efficiency"),
+    SettingFlag("--zeta", "zeta"),
+    SettingFlag("--score-at-chance", "score_at_chance"),
+)
+"""The flags that set :class:`~netzip_mlflow.analysis.ratios.RatioConfig` fields (``--weights`` aside)."""
+
+
+RUN_FLAGS = (SettingFlag("--score-at-chance", "ratios.score_at_chance"),)
+"""``netzip run`` flags that override a field of the study's ``evaluation:`` section."""
+
+
 def _ratio_args(parser: argparse.ArgumentParser) -> None:
+    from netzip_mlflow.analysis.ratios import RatioConfig
+
     g = parser.add_argument_group("recompute ratios and OCS from the logged metrics")
-    g.add_argument("--performance-metric")
-    g.add_argument("--speedup-metric", help="e.g. speed/latency_ms (default speed/chats)")
-    g.add_argument("--compression-metric")
-    g.add_argument("--efficiency-metric")
-    g.add_argument("--weights", help="four comma-separated OCS weights, e.g. 1,1,1,1")
-    g.add_argument("--zeta", type=float, help="hardware constant of the speedup ratio")
-    g.add_argument("--score-at-chance", action="store_true",
-                   help="recompute ratios/OCS even for runs withheld because a model was at chance")
+    add_setting_flags(g, RatioConfig, RATIO_FLAGS)
+    g.add_argument("--weights", help=f"{RatioConfig.field_info('weights').description}, comma-separated, e.g. 1,1,1,1")
 
 
 def _ratio_config(args: argparse.Namespace):
     from netzip_mlflow.analysis.ratios import RatioConfig
     from netzip_mlflow.errors import ConfigError
 
-    given = {
-        "performance": args.performance_metric,
-        "speedup": args.speedup_metric,
-        "compression": args.compression_metric,
-        "efficiency": args.efficiency_metric,
-        "zeta": args.zeta,
-    }
-    overrides = {k: v for k, v in given.items() if v is not None}
+    values = given_values(args, RATIO_FLAGS)
     if args.weights:
         try:
-            weights = tuple(float(w) for w in args.weights.split(","))
+            values["weights"] = tuple(float(w) for w in args.weights.split(","))
         except ValueError:
-            raise ConfigError("--weights", f"{args.weights[:80]!r} is not four comma-separated numbers") from None
-        if len(weights) != 4 or not all(w > 0 for w in weights):
-            raise ConfigError("--weights", f"need four positive numbers, got {args.weights[:80]!r}", "e.g. --weights 1,1,1,1")
-        overrides["weights"] = weights
-    if args.score_at_chance:
-        overrides["score_at_chance"] = True
-    return RatioConfig(**overrides) if overrides else None
+            raise ConfigError("--weights", f"{args.weights[:80]!r} is not four comma-separated numbers", "e.g. --weights 1,1,1,1") from None
+    if not values:
+        return None
+    return build_settings(RatioConfig, values, {**{f.path: f.flag for f in RATIO_FLAGS}, "weights": "--weights"})
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -82,9 +85,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a field, e.g. --set data.path=/data/images (repeatable)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (phase lines still print)")
-    run.add_argument("--score-at-chance", action="store_true",
-                     help="compute ratios and OCS even when the baseline or a compressed model is not "
-                          "above chance (by default they are withheld: they would compare noise)")
+    add_setting_flags(run, EvaluationSettings, RUN_FLAGS)
     run.add_argument("--fresh", action="store_true",
                      help="start a new study run instead of resuming the last one of this study")
     run.add_argument("--trust-model-file", action="store_true",
@@ -132,8 +133,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from netzip_mlflow.study.runner import run_study
 
     overrides = dict(parse_override(o) for o in args.overrides)
-    if args.score_at_chance:
-        overrides["evaluation.ratios.score_at_chance"] = True
+    for path, value in given_values(args, RUN_FLAGS).items():
+        overrides[f"{EvaluationSettings.section}.{path}"] = value
     if args.executor:
         overrides["executor.kind"] = args.executor
     if args.address:

@@ -14,13 +14,7 @@ from pydantic import ValidationError
 from netzip_mlflow.compression.registry import validate_params
 from netzip_mlflow.config.schema import StudySpec, task_recipe_problem
 from netzip_mlflow.errors import ConfigError, short_repr
-
-
-def _field(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "study"
+from netzip_mlflow.validation import config_error, field_path
 
 
 MAX_VALUES = 100_000
@@ -126,9 +120,7 @@ def validate_study(raw: Mapping[str, Any], source: str = "study") -> StudySpec:
     try:
         spec = StudySpec.model_validate(dict(raw))
     except ValidationError as exc:
-        err = exc.errors()[0]
-        more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
-        raise ConfigError(f"{source}: {_field(err['loc'])}", err["msg"] + more) from None
+        raise config_error(exc, lambda loc: f"{source}: {field_path(loc) or 'study'}") from None
     recipes = []
     for i, recipe in enumerate(spec.recipes):
         try:

@@ -10,13 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from netzip_mlflow.config.search import SearchSettings
 from netzip_mlflow.errors import short_repr
+from netzip_mlflow.evaluation.settings import MAX_BATCH, EvaluationSettings
 from netzip_mlflow.tracking import keys
-
-
-MAX_BATCH = 4096
-"""Upper bound of every batch size: larger ones only exhaust memory on the machines this runs on."""
-
-DEVICE_PATTERN = r"cpu|cuda(:[0-9]{1,2})?"
 
 
 class _Strict(BaseModel):
@@ -91,66 +86,13 @@ class ModelSpec(_Strict):
         return raw
 
 
-class LatencySpec(_Strict):
-    warmup_s: float = Field(1.0, ge=0, le=3600)
-    target_ci_rel: float = Field(0.02, gt=0, lt=1)
-    budget_s: float = Field(10.0, gt=0, le=86_400)
-    min_samples: int = Field(30, ge=5, le=1_000_000)
+class EvaluationSpec(EvaluationSettings):
+    """The ``evaluation:`` section: every :class:`~netzip_mlflow.evaluation.settings.EvaluationSettings`
+    field (declared there once, shared with ``nz.EvaluationConfig``, the plugin and the CLI) plus
+    what only a study does (MLflow system metrics while training)."""
 
-
-class RatioSpec(_Strict):
-    performance: str = keys.TOP1
-    speedup: str = keys.CHATS
-    compression: str = keys.DISK_MB
-    efficiency: str = keys.ENERGY_PER_SAMPLE
-    weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
-    zeta: float = Field(1.0, gt=0)
-    score_at_chance: bool = Field(
-        False,
-        description="compute ratios and OCS even when the baseline or the compressed model is not "
-        "above chance (they compare noise then; CLI: --score-at-chance)",
-    )
-
-    @field_validator("performance", "speedup", "compression", "efficiency")
-    @classmethod
-    def _known_metric(cls, value: str) -> str:
-        if value not in keys.METRICS:
-            raise ValueError(f"unknown metric key {short_repr(value)}; use one of {', '.join(sorted(keys.METRICS))}")
-        return value
-
-    @field_validator("weights")
-    @classmethod
-    def _positive_weights(cls, value: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
-        if not all(w > 0 for w in value):
-            raise ValueError(f"every OCS weight must be positive, got {list(value)}")
-        return value
-
-
-class EvaluationSpec(_Strict):
-    batch_size: int = Field(1, ge=1, le=MAX_BATCH)
-    eval_batch_size: int = Field(256, ge=1, le=MAX_BATCH)
-    threads: int = Field(1, ge=1, le=1024)
-    isolate: bool = True
-    paired: bool = Field(True, description="time each recipe against the baseline interleaved (paired ratios with CI)")
-    device: str = Field("cpu", description="cpu, cuda or cuda:N")
-    idle_s: float = Field(1.0, ge=0, le=3600)
-    power_log: Path | None = None
-    latency: LatencySpec = LatencySpec()
-    ratios: RatioSpec = RatioSpec()
     system_metrics: bool = Field(True, description="log MLflow system metrics (system/*) while training")
     system_metrics_interval_s: float = Field(5.0, gt=0, description="system metrics sampling interval, s")
-    timeout_s: float | None = Field(
-        None, ge=0,
-        description="seconds the isolated measurement worker may run before its process group is "
-        "killed (default: derived from the latency budget, see worker_timeout_s; 0: no limit)",
-    )
-
-    @field_validator("device")
-    @classmethod
-    def _known_device(cls, value: str) -> str:
-        if not re.fullmatch(DEVICE_PATTERN, value):
-            raise ValueError(f"unknown device {short_repr(value)}; use cpu, cuda or cuda:N")
-        return value
 
 
 RAY_RESERVED_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})

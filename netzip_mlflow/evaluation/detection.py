@@ -21,7 +21,6 @@ over that same whole forward pass.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -257,9 +256,7 @@ class DetectionTask:
 
     def configure(self, config: EvaluationConfig) -> EvaluationConfig:
         """mAP@0.5 feeds the performance ratio unless another metric was chosen."""
-        if config.ratios.performance == keys.TOP1:
-            return dataclasses.replace(config, ratios=dataclasses.replace(config.ratios, performance=keys.MAP50))
-        return config
+        return config.with_task_defaults(self.name)
 
     def accuracy_pass(self, model: nn.Module, data: Iterable | Dataset, config: EvaluationConfig) -> AccuracyPass:
         """mAP, precision/recall at IoU 0.5 and the per-class AP table over ``data``."""

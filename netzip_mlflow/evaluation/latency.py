@@ -13,53 +13,39 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field, model_validator
 
-from netzip_mlflow.errors import ConfigError
 from netzip_mlflow.tracking import keys
+from netzip_mlflow.validation import SettingsModel
 
 Z_95 = 1.959963984540054
 
 
-def check_settings(section: str, settings: object, checks: dict[str, bool]) -> None:
-    """Raise :class:`ConfigError` naming ``section.field`` for the first field whose check failed."""
-    for name, ok in checks.items():
-        if not ok:
-            raise ConfigError(f"{section}.{name}", f"invalid value {getattr(settings, name)!r}")
+class LatencySettings(SettingsModel):
+    """How long and how precisely to time (the study YAML's ``evaluation.latency``)."""
 
+    section: ClassVar[str] = "evaluation.latency"
 
-@dataclass(frozen=True)
-class LatencySettings:
-    """How long and how precisely to time.
+    warmup_s: float = Field(1.0, ge=0, le=3600, description="seconds of untimed calls first (at least min_warmup calls)")
+    min_warmup: int = Field(5, ge=0, le=1_000_000, description="fewest untimed warm-up calls")
+    target_ci_rel: float = Field(
+        0.02, gt=0, lt=1, description="stop once the 95% CI half-width of the median / median is at most this"
+    )
+    budget_s: float = Field(
+        10.0, gt=0, le=86_400,
+        description="stop timing after this many seconds of timed calls even if the target is not met",
+    )
+    min_samples: int = Field(30, ge=5, le=1_000_000, description="fewest timed calls before the stopping rule is checked")
+    max_samples: int = Field(100_000, ge=5, le=100_000_000, description="most timed calls")
 
-    Attributes:
-        warmup_s: seconds of untimed calls first (at least ``min_warmup`` calls).
-        min_warmup: fewest untimed warm-up calls.
-        target_ci_rel: stop once the 95% CI half-width of the median / median is at most this.
-        budget_s: stop timing after this many seconds of timed calls even if the target is not met.
-        min_samples: fewest timed calls before the stopping rule is checked.
-        max_samples: most timed calls.
-    """
-
-    warmup_s: float = 1.0
-    min_warmup: int = 5
-    target_ci_rel: float = 0.02
-    budget_s: float = 10.0
-    min_samples: int = 30
-    max_samples: int = 100_000
-
-    def __post_init__(self) -> None:
-        checks = {
-            "warmup_s": self.warmup_s >= 0,
-            "min_warmup": self.min_warmup >= 0,
-            "target_ci_rel": 0 < self.target_ci_rel < 1,
-            "budget_s": self.budget_s > 0,
-            "min_samples": self.min_samples >= 5,
-            "max_samples": self.max_samples >= self.min_samples,
-        }
-        check_settings("latency", self, checks)
+    @model_validator(mode="after")
+    def _max_at_least_min(self) -> LatencySettings:
+        if self.max_samples < self.min_samples:
+            raise ValueError(f"max_samples ({self.max_samples}) must be at least min_samples ({self.min_samples})")
+        return self
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from netzip_mlflow.evaluation.latency import check_settings, median_ci95
+from netzip_mlflow.errors import ConfigError
+from netzip_mlflow.evaluation.latency import median_ci95
 from netzip_mlflow.evaluation.meters.base import EnergyMeter
 from netzip_mlflow.tracking import keys
 
@@ -78,7 +79,9 @@ class PairedSettings:
             "min_rounds": self.min_rounds >= 5,
             "max_rounds": self.max_rounds >= self.min_rounds,
         }
-        check_settings("paired", self, checks)
+        for name, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"paired.{name}", f"invalid value {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from netzip_mlflow.analysis.ratios import RatioConfig
 from netzip_mlflow.config.schema import StudySpec
 from netzip_mlflow.data.builtin import SplitDataset, load_builtin
 from netzip_mlflow.data.detection import DetectionSplit
 from netzip_mlflow.data.folder import load_image_folder
-from netzip_mlflow.evaluation.latency import LatencySettings
 from netzip_mlflow.evaluation.settings import EvaluationConfig
 from netzip_mlflow.models import rebuild
-from netzip_mlflow.tracking import keys
 from netzip_mlflow.runtimes.base import RuntimeModel
 from netzip_mlflow.tracking.model_logging import log_model
 from netzip_mlflow.tracking.retry import retry_locked
@@ -68,32 +65,10 @@ def _detection_split(spec: StudySpec) -> DetectionSplit:
 
 
 def evaluation_config(spec: StudySpec, class_names: list[str], progress: bool = True) -> EvaluationConfig:
-    """The :class:`EvaluationConfig` a study's YAML describes."""
-    e = spec.evaluation
-    r = e.ratios
-    performance = r.performance
-    if spec.task == "detection" and "performance" not in r.model_fields_set:
-        performance = keys.MAP50  # docs/architecture.md, "Metric contract": detection's default performance metric
-    return EvaluationConfig(
-        batch_size=e.batch_size,
-        eval_batch_size=e.eval_batch_size,
-        threads=e.threads,
-        isolate=e.isolate,
-        paired=e.paired,
-        device=e.device,
-        latency=LatencySettings(
-            warmup_s=e.latency.warmup_s,
-            target_ci_rel=e.latency.target_ci_rel,
-            budget_s=e.latency.budget_s,
-            min_samples=e.latency.min_samples,
-        ),
-        idle_s=e.idle_s,
-        power_log=e.power_log,
-        ratios=RatioConfig(performance, r.speedup, r.compression, r.efficiency, tuple(r.weights), r.zeta, r.score_at_chance),
-        class_names=tuple(class_names),
-        progress=progress,
-        timeout_s=e.timeout_s,
-    )
+    """The :class:`EvaluationConfig` a study's YAML describes (its ``evaluation:`` section is the same
+    settings model), with the dataset's class names; a detection study's performance ratio defaults to
+    mAP@0.5 (docs/architecture.md, "Metric contract")."""
+    return spec.evaluation.evaluation_config(class_names, progress).with_task_defaults(spec.task)
 
 
 def example_inputs(data: StudyData, n: int = 1) -> torch.Tensor:

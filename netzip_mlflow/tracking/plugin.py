@@ -50,16 +50,18 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from mlflow.models.evaluation import EvaluationResult, ModelEvaluator
 from mlflow.models.evaluation.artifacts import CsvEvaluationArtifact, ImageEvaluationArtifact
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from netzip_mlflow.errors import ConfigError, DataError, ModelError
+from netzip_mlflow.errors import ConfigError, DataError, ModelError, short_repr
+from netzip_mlflow.evaluation.settings import EvaluationConfig
 from netzip_mlflow.tracking import keys
+from netzip_mlflow.validation import config_error, field_path, nested
 
 MODEL_TYPE = "netzip"
 JOINED_MODEL_TYPES = ("classifier",)  # MLflow's own types this evaluator joins when configured
@@ -69,60 +71,68 @@ RESULT_FOLDERS = ("ops", "confusion", "class_impact")  # what log_report wrote t
 TAG_KEYS = {"study": keys.TAG_STUDY, "technique": keys.TAG_TECHNIQUE, "recipe": keys.TAG_RECIPE}
 
 
-@dataclass(frozen=True)
-class PluginConfig:
+FLAT_KEYS = {
+    "latency_budget_s": "latency.budget_s",
+    "latency_target_ci_rel": "latency.target_ci_rel",
+    "warmup_s": "latency.warmup_s",
+    "score_at_chance": "ratios.score_at_chance",
+}
+"""Flat ``evaluator_config`` keys -> the :class:`EvaluationConfig` field they set (``latency`` and
+``ratios`` may also be given as mappings)."""
+
+PLUGIN_DEFAULTS = {"progress": False}
+"""Where the plugin's default differs from :class:`EvaluationConfig`'s: no progress bars inside
+``mlflow.models.evaluate`` (set ``progress: True`` to have them)."""
+
+
+class PluginConfig(BaseModel):
     """The ``evaluator_config`` of the ``netzip`` evaluator.
+
+    Every setting of :class:`~netzip_mlflow.evaluation.settings.EvaluationConfig` is a key
+    (``batch_size``, ``threads``, ``device``, ``idle_s``, ``latency: {budget_s: ...}``, ``ratios:
+    {...}``, ``class_names``, ...), validated by that model: its defaults, bounds and descriptions hold
+    here too, except ``progress`` (default False, :data:`PLUGIN_DEFAULTS`). The flat keys of
+    :data:`FLAT_KEYS` (``latency_budget_s``, ``latency_target_ci_rel``, ``warmup_s``,
+    ``score_at_chance``) set the nested fields. Besides:
 
     Attributes:
         input_shape: (C, H, W) of one sample; each data row holds C*H*W values in this order.
         task: ``"classification"``.
         baseline_run_id: run id of a logged baseline evaluation; with it the metrics include the
             agreement, the four ratios, the OCS and the class-level impact.
-        device: ``"cpu"`` (default) or ``"cuda[:N]"``.
-        batch_size: samples per batch for latency, CPU, RAM and energy (paper: 1).
-        eval_batch_size: samples per batch for the accuracy pass.
-        threads: torch threads during the runtime measurement.
-        isolate: measure latency, CPU, RAM and energy in a fresh process (default True).
-        latency_budget_s: seconds of timed calls at most (default 10).
-        latency_target_ci_rel: stop timing once the 95% CI of the median is within this fraction.
-        warmup_s: seconds of untimed warm-up calls.
-        idle_s: seconds of idle power measured before the energy window.
-        class_names: class names, index = label (for the confusion matrix and impact tables).
-        progress: show progress bars.
-        timeout_s: seconds the isolated worker may run (default: derived from the latency budget;
-            0: no limit).
-        score_at_chance: compute ratios and OCS even when a model's top-1 is not above chance
-            (see :mod:`netzip_mlflow.analysis.chance`; default False: withheld, tagged why).
+        evaluation: the measurement settings.
         tags: extra MLflow tags; ``study``, ``technique`` and ``recipe`` set the ``netzip.*`` tags
             the leaderboard filters on.
     """
 
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     input_shape: tuple[int, ...]
     task: str = "classification"
     baseline_run_id: str | None = None
-    device: str = "cpu"
-    batch_size: int = 1
-    eval_batch_size: int = 256
-    threads: int = 1
-    isolate: bool = True
-    latency_budget_s: float | None = None
-    latency_target_ci_rel: float | None = None
-    warmup_s: float | None = None
-    idle_s: float = 1.0
-    class_names: tuple[str, ...] | None = None
-    progress: bool = False
-    timeout_s: float | None = None
-    score_at_chance: bool = False
+    evaluation: EvaluationConfig = Field(default_factory=lambda: EvaluationConfig(**PLUGIN_DEFAULTS))
     tags: tuple[tuple[str, str], ...] = ()
+
+    @field_validator("input_shape", mode="before")
+    @classmethod
+    def _shape(cls, shape: Any) -> tuple[int, ...]:
+        if (
+            not isinstance(shape, (list, tuple))
+            or not shape
+            or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in shape)
+        ):
+            raise ValueError(f"{short_repr(shape)} is not a list of positive integers (e.g. [3, 32, 32] for (C, H, W))")
+        return tuple(int(d) for d in shape)
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any] | None) -> PluginConfig:
-        """Validate an ``evaluator_config`` dict; errors name the key and the fix."""
+        """Validate an ``evaluator_config`` dict; errors name the key as given and the fix."""
         config = dict(config or {})
         tags = {TAG_KEYS[k]: str(config.pop(k)) for k in list(config) if k in TAG_KEYS}
         for key in IGNORED_KEYS:
             config.pop(key, None)
-        known = set(cls.__dataclass_fields__) - {"tags"}
+        own = set(cls.model_fields) - {"evaluation", "tags"}
+        known = own | set(FLAT_KEYS) | set(EvaluationConfig.model_fields)
         unknown = sorted(set(config) - known)
         if unknown:
             raise ConfigError(
@@ -134,48 +144,31 @@ class PluginConfig:
                 "evaluator_config.input_shape", "missing",
                 'give the shape of one sample, e.g. {"input_shape": [3, 32, 32]}',
             )
-        shape = config.pop("input_shape")
-        if (
-            not isinstance(shape, (list, tuple))
-            or not shape
-            or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in shape)
-        ):
+        top = {key: config.pop(key) for key in own if key in config}
+        flat = {FLAT_KEYS[key]: config.pop(key) for key in list(config) if key in FLAT_KEYS}
+        flat = {path: value for path, value in flat.items() if value is not None}  # None: the default
+        try:
+            settings = nested(flat, {**PLUGIN_DEFAULTS, **config})
+        except KeyError as exc:
+            given = next(k for k, path in FLAT_KEYS.items() if path == exc.args[0])
             raise ConfigError(
-                "evaluator_config.input_shape", f"{shape!r} is not a list of positive integers",
-                "e.g. [3, 32, 32] for (C, H, W)",
-            )
-        if config.get("class_names") is not None:
-            config["class_names"] = tuple(str(n) for n in config["class_names"])
-        return cls(input_shape=tuple(int(d) for d in shape), tags=tuple(sorted(tags.items())), **config)
+                f"evaluator_config.{given}", f"sets {exc.args[0]}, which the config gives already", "give it once"
+            ) from None
+        try:
+            return cls.model_validate({**top, "evaluation": settings, "tags": tuple(sorted(tags.items()))})
+        except ValidationError as exc:
+            raise config_error(exc, lambda loc: _key_as_given(loc, set(flat))) from None
 
-    def evaluation_config(self) -> Any:
-        """The :class:`netzip_mlflow.evaluation.settings.EvaluationConfig` for these settings."""
-        from netzip_mlflow.analysis.ratios import RatioConfig
-        from netzip_mlflow.evaluation.latency import LatencySettings
-        from netzip_mlflow.evaluation.settings import EvaluationConfig
 
-        latency = {
-            name: value
-            for name, value in (
-                ("budget_s", self.latency_budget_s),
-                ("target_ci_rel", self.latency_target_ci_rel),
-                ("warmup_s", self.warmup_s),
-            )
-            if value is not None
-        }
-        return EvaluationConfig(
-            batch_size=self.batch_size,
-            eval_batch_size=self.eval_batch_size,
-            threads=self.threads,
-            isolate=bool(self.isolate),
-            device=self.device,
-            latency=LatencySettings(**latency),
-            idle_s=self.idle_s,
-            class_names=self.class_names,
-            progress=bool(self.progress),
-            timeout_s=self.timeout_s,
-            ratios=RatioConfig(score_at_chance=bool(self.score_at_chance)),
-        )
+def _key_as_given(loc: tuple[Any, ...], flat: set[str]) -> str:
+    """The ``evaluator_config`` key the user wrote for an error at ``loc`` of :class:`PluginConfig`."""
+    if loc[:1] != ("evaluation",):
+        return field_path(loc, "evaluator_config")
+    path = field_path(loc[1:])
+    for key, target in FLAT_KEYS.items():
+        if target == path and target in flat:
+            return f"evaluator_config.{key}"
+    return field_path(loc[1:], "evaluator_config")
 
 
 def raw_torch_module(model: Any) -> Any:
@@ -305,7 +298,7 @@ class NetzipEvaluator(ModelEvaluator):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             report = measure(
-                module, data, task=config.task, config=config.evaluation_config(),
+                module, data, task=config.task, config=config.evaluation,
                 baseline=resolve_baseline(config.baseline_run_id),
             )
         report.tags.update(dict(config.tags))

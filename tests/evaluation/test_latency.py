@@ -117,7 +117,7 @@ def test_latency_from_an_event_timer_ignores_the_host_clock():
     scripted = [4.0, 6.0] * 20  # ms: the median of the timed calls is 5 ms
     log: list[str] = []
     timer = CudaEventTimer(0, event_factory=lambda: FakeEvent(log, scripted))
-    settings = LatencySettings(warmup_s=0.0, min_warmup=2, budget_s=1e9, min_samples=10, max_samples=20)
+    settings = LatencySettings(warmup_s=0.0, min_warmup=2, budget_s=86_400, min_samples=10, max_samples=20)
     result = measure_latency(lambda: None, settings, timer=timer)
     assert result.n == 20
     assert result.median_ms == pytest.approx(5.0)

@@ -132,7 +132,7 @@ def test_config_errors_name_the_key():
         PluginConfig.from_mapping({"input_shape": [1, 8, 8], "bogus": 1})
     config = PluginConfig.from_mapping({"input_shape": [3, 4, 4], "study": "s", "col_mapping": {}})
     assert config.input_shape == (3, 4, 4) and dict(config.tags) == {keys.TAG_STUDY: "s"}
-    assert config.evaluation_config().device == "cpu"
+    assert config.evaluation.device == "cpu" and config.evaluation.progress is False  # the plugin default
 
 
 def test_plugin_metrics_equal_nz_evaluate_and_are_logged_once(store, data, model):
