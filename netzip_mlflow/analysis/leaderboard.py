@@ -298,8 +298,11 @@ def paired_intervals(rows: pd.DataFrame, config: RatioConfig | None) -> pd.DataF
     With ``config`` a ratio is paired where :func:`~netzip_mlflow.analysis.ratios.uses_paired` says
     so and the run logged the paired ratio; without, where the run's ``netzip.ratio.<name>_metric``
     tag says ``(paired)``. The CI is the paired CI scaled as the ratio is (zeta for the speedup).
-    Returns the ``paired`` column (e.g. ``"speedup, efficiency"``) and the ``ratio/*_ci95_*`` columns.
+    Returns the ``paired`` column (e.g. ``"speedup, efficiency"``), the ``ratio/*_ci95_*`` columns
+    and ``ratio/*_changed``: True where the paired CI (unscaled) lies wholly beyond
+    ``1 +/- min_change_rel`` (:func:`changed`), False where it does not, ``None`` where not paired.
     """
+    margin = (config or RatioConfig()).min_change_rel
     out: dict[str, object] = {}
     used: list[list[str]] = [[] for _ in range(len(rows))]
     for name, (key, low_key, high_key) in keys.PAIRED_RATIOS.items():
@@ -317,10 +320,19 @@ def paired_intervals(rows: pd.DataFrame, config: RatioConfig | None) -> pd.DataF
         low_col, high_col = keys.ratio_ci_columns(name)
         out[low_col] = np.where(have, _column(rows, low_key) * scale, np.nan)
         out[high_col] = np.where(have, _column(rows, high_key) * scale, np.nan)
+        moved = changed(_column(rows, low_key), _column(rows, high_key), margin)
+        out[keys.ratio_change_column(name)] = [bool(c) if h else None for c, h in zip(moved, have)]
         for i in np.flatnonzero(have):
             used[i].append(name)
     out[OCS_CI_LOW], out[OCS_CI_HIGH] = _ocs_interval(rows, out, config or RatioConfig())
     return pd.DataFrame({"paired": [", ".join(names) for names in used], **out}, index=rows.index)
+
+
+def changed(low: np.ndarray, high: np.ndarray, margin: float) -> np.ndarray:
+    """Whether a ratio with 95% CI ``[low, high]`` (1.0: no change) is a measurable change: the
+    whole CI above ``1 + margin`` or below ``1 / (1 + margin)``. ``margin`` 0: the CI excludes 1.0."""
+    with np.errstate(invalid="ignore"):
+        return (np.asarray(low) > 1.0 + margin) | (np.asarray(high) < 1.0 / (1.0 + margin))
 
 
 def _ocs_interval(

@@ -35,6 +35,12 @@ class RatioConfig(SettingsModel):
         (1.0, 1.0, 1.0, 1.0), description="the four OCS weights (lambda 1-4), each a positive number"
     )
     zeta: float = Field(1.0, gt=0, allow_inf_nan=False, description="hardware constant of the speedup ratio")
+    min_change_rel: float = Field(
+        0.05, ge=0, lt=1, allow_inf_nan=False,
+        description="a paired ratio counts as a change only when its whole 95% CI lies beyond "
+        "1 +/- this fraction (fraction; 0: whenever the CI excludes 1.0); the default 0.05 covers the "
+        "few percent a ratio moves between fresh processes (bench/README.md)",
+    )
     score_at_chance: bool = Field(
         False,
         description="compute ratios and OCS even when the baseline or the compressed model is not "

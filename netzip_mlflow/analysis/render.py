@@ -40,7 +40,8 @@ PAIRED_MARK = "*"
 NO_CHANGE = "no measurable change"
 PAIRED_LEGEND = (
     f"{PAIRED_MARK} paired: timed side by side with the baseline (interleaved), not minutes apart; "
-    f"'{NO_CHANGE}': its 95 % CI contains 1.0 (CI bounds in the csv/json ratio/*_ci95_* columns)"
+    f"'{NO_CHANGE}': its 95 % CI does not clear 1.0 by the margin evaluation.ratios.min_change_rel "
+    "(default 5 %; CI bounds in the csv/json ratio/*_ci95_* columns)"
 )
 
 
@@ -163,7 +164,8 @@ def _with_pareto(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _with_paired_calls(df: pd.DataFrame) -> pd.DataFrame:
-    """Paired ratios shown as ``1.83*``, or as "no measurable change" when their CI contains 1.0."""
+    """Paired ratios shown as ``1.83*``, or as "no measurable change" where the leaderboard's
+    ``ratio/*_changed`` column says False (a table without it: where the CI contains 1.0)."""
     out = df
     for name in keys.PAIRED_RATIOS:
         column = keys.RATIO_KEYS[name]
@@ -175,7 +177,11 @@ def _with_paired_calls(df: pd.DataFrame) -> pd.DataFrame:
         if not paired.any():
             continue
         cells = df[column].astype(object)
-        no_change = paired & (low <= 1.0) & (high >= 1.0)
+        verdict = keys.ratio_change_column(name)
+        if verdict in df.columns:
+            no_change = paired & df[verdict].map(lambda v: v is False or v == 0).astype(bool)
+        else:
+            no_change = paired & (low <= 1.0) & (high >= 1.0)
         cells[paired] = [f"{float(v):.2f}{PAIRED_MARK}" for v in df.loc[paired, column]]
         cells[no_change] = NO_CHANGE
         out = out.assign(**{column: cells})

@@ -41,6 +41,7 @@ RATIO_FLAGS = (
     SettingFlag("--compression-metric", "compression"),
     SettingFlag("--efficiency-metric", "efficiency"),
     SettingFlag("--zeta", "zeta"),
+    SettingFlag("--min-change", "min_change_rel"),
     SettingFlag("--score-at-chance", "score_at_chance"),
 )
 """The flags that set :class:`~netzip_mlflow.analysis.ratios.RatioConfig` fields (``--weights`` aside)."""

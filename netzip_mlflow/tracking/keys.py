@@ -263,6 +263,12 @@ def ratio_ci_columns(ratio: str) -> tuple[str, str]:
     return f"{column}_ci95_low", f"{column}_ci95_high"
 
 
+def ratio_change_column(ratio: str) -> str:
+    """Leaderboard column saying whether a paired ``ratio`` is a measurable change (``False``: its
+    CI does not clear 1.0 by ``RatioConfig.min_change_rel``), e.g. ``"ratio/speedup_changed"``."""
+    return f"{RATIO_KEYS[ratio]}_changed"
+
+
 def higher_is_better(key: str) -> bool:
     """Direction of a metric key; raises ``KeyError`` naming the key if it is unknown."""
     try:

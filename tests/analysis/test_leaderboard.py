@@ -399,3 +399,33 @@ def test_a_ci_containing_one_is_shown_as_no_measurable_change(paired_store: Stor
     assert "1.60*" in lines["ptq"] and NO_CHANGE not in lines["ptq"]
     assert PAIRED_LEGEND in text
     assert render(df, "csv").count(NO_CHANGE) == 0  # csv keeps the numbers
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "margin", "expected"),
+    [
+        (3.42, 3.83, 0.05, True),     # PTQ: far beyond 1.05
+        (0.931, 0.966, 0.05, False),  # a 3-7 % "slowdown": within what moves between fresh processes
+        (0.931, 0.966, 0.0, True),    # margin 0: the CI excludes 1.0, a change
+        (0.98, 1.04, 0.0, False),     # contains 1.0
+        (1.051, 1.2, 0.05, True),
+        (0.90, 0.95, 0.05, True),     # wholly below 1 / 1.05 = 0.952
+        (0.90, 0.96, 0.05, False),
+    ],
+)
+def test_a_change_must_clear_the_margin(low: float, high: float, margin: float, expected: bool) -> None:
+    assert bool(lb.changed(np.array([low]), np.array([high]), margin)[0]) is expected
+
+
+def test_the_verdict_is_taken_on_the_unscaled_ci(paired_store: Store) -> None:
+    """zeta = 2 shows p2's 1.01 [0.98, 1.04] as 2.02 [1.96, 2.08]: still no measurable change."""
+    from netzip_mlflow.analysis.render import NO_CHANGE, render
+
+    df = lb.leaderboard("lb-paired", ratio_config=RatioConfig(speedup=LAT, zeta=2.0), tracking_uri=paired_store.uri)
+    column = keys.ratio_change_column("speedup")
+    assert _row(df, paired_store, "p1")[column] == True and _row(df, paired_store, "p2")[column] == False  # noqa: E712
+    assert _row(df, paired_store, "p2")[keys.RATIO_SPEEDUP] == pytest.approx(2.02)
+    prune = next(line for line in render(df, "markdown").splitlines() if "| prune " in line)
+    assert NO_CHANGE in prune and "2.02" not in prune
+    unpaired = lb.leaderboard("lb-paired", ratio_config=RatioConfig(), tracking_uri=paired_store.uri)
+    assert pd.isna(_row(unpaired, paired_store, "p1")[column])  # CHATS speedup: nothing paired to judge

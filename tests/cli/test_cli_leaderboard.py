@@ -150,6 +150,10 @@ def test_formats_and_filters(store, capsys):
         bad = main(["--tracking-uri", uri, "leaderboard", "--experiment", EXPERIMENT, "--weights", weights])
         assert bad == 2, weights
         assert "--weights" in capsys.readouterr().err
+    for margin in ("1.5", "-0.1", "nan"):
+        bad = main(["--tracking-uri", uri, "leaderboard", "--experiment", EXPERIMENT, "--min-change", margin])
+        assert bad == 2, margin
+        assert "--min-change" in capsys.readouterr().err
 
 
 def test_unknown_filters_exit_non_zero_naming_the_existing_values(store, capsys):
