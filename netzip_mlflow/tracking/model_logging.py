@@ -14,7 +14,10 @@
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +56,19 @@ def log_model(model: nn.Module, example: torch.Tensor) -> str:
     return log_torch_model(model, example)
 
 
+@contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    """Silence logger ``name`` below ERROR for the body, then put its level back. MLflow warns on
+    every pickle-format save; this docstring and the README's trust section say it once instead."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def log_torch_model(model: nn.Module, example: torch.Tensor) -> str:
     """Log ``model`` to the active run under ``model/``; returns the model URI.
 
@@ -61,7 +77,7 @@ def log_torch_model(model: nn.Module, example: torch.Tensor) -> str:
     models, whose class is not importable by name, load back as they are. Only load models from
     tracking stores you trust.
     """
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet_logger("mlflow.pytorch"):
         warnings.simplefilter("ignore")
         info = mlflow.pytorch.log_model(
             model.cpu().eval(),
