@@ -28,6 +28,7 @@ import copy
 import hashlib
 import io
 import json
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,9 @@ def read_weights(path: str | Path) -> dict[str, Any]:
 def read_weights_bytes(data: bytes, name: str = "state_dict.pt") -> dict[str, Any]:
     """:func:`read_weights` for bytes already in memory (e.g. just hash-checked)."""
     try:
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's own quantized-tensor unpickling uses TypedStorage
+            warnings.filterwarnings("ignore", message="TypedStorage is deprecated", category=UserWarning)
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - corrupt zip, foreign objects, truncated file...
         if "weights_only" in str(exc) or "Weights only" in str(exc):
             why = "it holds objects other than tensors, which could run code when loaded; refused"
