@@ -111,9 +111,9 @@ class OpenVinoPyfunc(mlflow.pyfunc.PythonModel):
 
         self._model = RuntimeModel(OpenVinoRuntime(), Path(context.artifacts[IR_ARTIFACT]), None)
 
-    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201 - MLflow reads
-        # type hints here as an input schema; without them it accepts the plain array
-        """Float32 outputs (np.ndarray) of a float32 batch (N, C, H, W)."""
+    def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> np.ndarray:
+        """Float32 outputs of a float32 batch (N, C, H, W). (``np.ndarray`` is a hint MLflow infers
+        no schema from: the input passes through as given.)"""
         return self._model.session().run(np.ascontiguousarray(np.asarray(model_input, dtype=np.float32)))
 
 
