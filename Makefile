@@ -13,7 +13,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip==25.3"
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,energy,detection,demo,nni,ray,server,onnx,openvino,search]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,energy,detection,demo,nni,ray,server,onnx,openvino,search,timm]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -5,7 +5,8 @@
 (``torchvision.models.list_models(module=torchvision.models)``: ``mobilenet_v3_small``,
 ``efficientnet_b0``, ``convnext_tiny``, ``vit_b_16``, ...) and built with ``weights=None``, the
 dataset's number of classes, and its first convolution rebuilt for the dataset's channels when they
-are not 3 (:func:`build_torchvision`).
+are not 3 (:func:`build_torchvision`). With the ``[timm]`` extra, ``timm/<name>`` builds timm's
+``<name>`` (``timm.list_models()``) the same way: random weights, nothing downloaded (:func:`build_timm`).
 
 Every architecture can be built narrower (``width`` < 1: that fraction of the channels of every
 layer but the classifier), e.g. a half-width ResNet18 as a distillation student. Narrowing goes
@@ -96,18 +97,46 @@ def known_architectures() -> list[str]:
     return sorted(set(ARCHITECTURES) | set(torchvision_architectures()))
 
 
+TIMM_PREFIX = "timm/"
+"""``model.arch: timm/<name>`` builds timm's ``<name>`` (the ``[timm]`` extra)."""
+
+
+def _timm():  # noqa: ANN202 - the module, or None when the extra is not installed
+    try:
+        import timm
+    except ImportError:
+        return None
+    return timm
+
+
+def _check_timm(arch: str, field: str) -> None:
+    timm = _timm()
+    if timm is None:
+        raise ConfigError(field, f"{arch!r} needs timm, which is not installed", "pip install 'netzip-mlflow[timm]'")
+    name = arch[len(TIMM_PREFIX):]
+    names = timm.list_models()
+    if name in names:
+        return
+    close = difflib.get_close_matches(name, names, n=3)
+    hint = f"did you mean {', '.join(TIMM_PREFIX + c for c in close)}? " if close else ""
+    raise ConfigError(field, f"unknown timm architecture {name!r}", f"{hint}see timm.list_models()")
+
+
 def check_architecture(arch: str, field: str = "model.arch") -> None:
     """Raise :class:`ConfigError` naming ``field`` and the closest names if ``arch`` is unknown."""
     if arch in ARCHITECTURES or arch in torchvision_architectures():
+        return
+    if arch.startswith(TIMM_PREFIX):
+        _check_timm(arch, field)
         return
     close = difflib.get_close_matches(arch, known_architectures(), n=3)
     hint = f"did you mean {', '.join(close)}? " if close else ""
     raise ConfigError(
         field,
         f"unknown architecture {arch!r}",
-        f"{hint}use tiny_cnn, resnet18 or any torchvision classification model "
+        f"{hint}use tiny_cnn, resnet18, any torchvision classification model "
         "(torchvision.models.list_models(module=torchvision.models), e.g. mobilenet_v3_small), "
-        "or load a whole module with model.path and --trust-model-file",
+        "timm/<name> with the [timm] extra, or load a whole module with model.path and --trust-model-file",
     )
 
 
@@ -148,6 +177,26 @@ def build_torchvision(arch: str, num_classes: int, input_shape: tuple[int, int, 
     return adapt_channels(model, input_shape[0])
 
 
+def build_timm(arch: str, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
+    """timm's model ``arch`` (``timm/<name>``) with random weights (``pretrained=False``: nothing is
+    downloaded), ``num_classes`` outputs and the images' channels (``in_chans``); models that take
+    an image size (vision transformers) get the images' side."""
+    timm = _timm()
+    if timm is None:
+        raise ConfigError("model.arch", f"{arch!r} needs timm, which is not installed", "pip install 'netzip-mlflow[timm]'")
+    name = arch[len(TIMM_PREFIX):]
+    common = {"pretrained": False, "num_classes": num_classes, "in_chans": input_shape[0]}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return timm.create_model(name, img_size=input_shape[1], **common)
+            except TypeError:  # a model without an image-size argument (most CNNs)
+                return timm.create_model(name, **common)
+    except (ValueError, TypeError, RuntimeError, AssertionError) as exc:
+        raise ConfigError("model.arch", f"timm cannot build {name!r} for this data: {exc}") from None
+
+
 def classifier_head(model: nn.Module, num_classes: int) -> nn.Module:
     """The classifier: the last Linear (or 1x1 Conv, as in SqueezeNet) with ``num_classes`` outputs."""
     head = None
@@ -164,6 +213,8 @@ def classifier_head(model: nn.Module, num_classes: int) -> nn.Module:
 def _build(arch: str, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
     if arch in ARCHITECTURES:
         return ARCHITECTURES[arch](num_classes, input_shape)
+    if arch.startswith(TIMM_PREFIX):
+        return build_timm(arch, num_classes, input_shape)
     return build_torchvision(arch, num_classes, input_shape)
 
 
@@ -251,7 +302,8 @@ def build_model(
     """Build a built-in architecture with seeded random weights.
 
     Args:
-        arch: ``"resnet18"``, ``"tiny_cnn"`` or any torchvision classification model name.
+        arch: ``"resnet18"``, ``"tiny_cnn"``, any torchvision classification model name, or
+            ``"timm/<name>"`` for a timm model (the ``[timm]`` extra).
         num_classes: outputs of the classifier.
         input_shape: ``(channels, height, width)`` of one input image.
         seed: seeds the random weights.

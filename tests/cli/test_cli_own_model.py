@@ -86,6 +86,36 @@ def test_a_torchvision_mobilenet_state_dict_runs_and_an_untrained_baseline_gets_
     assert experiment.tags[keys.EXPERIMENT_KIND_TAG] == keys.EXPERIMENT_KIND
 
 
+def test_a_timm_saved_state_dict_runs_by_its_timm_name(tmp_path, tracking, capsys):
+    timm = pytest.importorskip("timm")
+    uri, client = tracking
+    torch.manual_seed(0)
+    weights = tmp_path / "resnet10t.pt"
+    torch.save(timm.create_model("resnet10t", pretrained=False, num_classes=3).state_dict(), weights)
+    study = {
+        "study": "timm", "experiment": "own-timm",
+        "data": {"path": str(_image_folder(tmp_path / "images")), "image_size": 32, "batch_size": 16},
+        "model": {"arch": "timm/resnet10t", "path": str(weights)},
+        "evaluation": {**FAST_EVAL, "ratios": {"score_at_chance": True}},
+        "recipes": [{"name": "prune_half", "technique": "prune_unstructured", "params": {"amount": 0.5}}],
+    }
+    path = tmp_path / "timm.yaml"
+    path.write_text(yaml.safe_dump(study))
+    code = main(["--tracking-uri", uri, "run", str(path), "--no-progress"])
+    assert code == 0, capsys.readouterr().out
+    runs = _runs(client, "own-timm")
+    params = runs["baseline"].data.params
+    assert params["model.arch"] == "timm/resnet10t" and params["model.format"] == "state_dict"
+    assert params["model.class"] == "timm.models.resnet.ResNet"
+    reference = timm.create_model("resnet10t", pretrained=False, num_classes=3)
+    total = sum(p.numel() for p in reference.parameters())
+    assert int(params["model.params"]) == total
+    assert runs["prune_half"].info.status == "FINISHED"
+    # half of the Conv/Linear weights zeroed, over all parameters (BN and biases stay)
+    prunable = sum(m.weight.numel() for m in reference.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+    assert runs["prune_half"].data.metrics[keys.SPARSITY] == pytest.approx(0.5 * prunable / total, abs=1e-3)
+
+
 def test_trust_notes_and_a_study_column_across_two_studies(tmp_path, tracking, capsys):
     uri, client = tracking
     evaluation = {**FAST_EVAL, "latency": {**FAST_EVAL["latency"], "target_ci_rel": 1e-6}}  # cannot be met
