@@ -35,7 +35,8 @@ from netzip_mlflow.errors import ConfigError, NetzipError
 from netzip_mlflow.search import objective as obj
 from netzip_mlflow.search import proxy as px
 from netzip_mlflow.search.space import policy_group_names, sample_recipe
-from netzip_mlflow.search.storage import mask_password, resolve_storage
+from netzip_mlflow.search.storage import resolve_storage
+from netzip_mlflow.tracking.uri import mask_credentials
 from netzip_mlflow.study.context import StudyData, example_inputs, load_data
 from netzip_mlflow.study.executors import reset_data_order
 from netzip_mlflow.study.resume import TAG_RESUMED, PreviousRuns, find_previous
@@ -365,7 +366,7 @@ def _search_in_parent(spec, data, model, groups, previous, reused, parent_id, st
         storage=storage_url, study_name=name, load_if_exists=True, directions=directions,
         sampler=_sampler(spec),
     )
-    retry_locked(mlflow.set_tags, {keys.TAG_SEARCH_OPTUNA_STUDY: name, keys.TAG_SEARCH_STORAGE: mask_password(storage_url)})
+    retry_locked(mlflow.set_tags, {keys.TAG_SEARCH_OPTUNA_STUDY: name, keys.TAG_SEARCH_STORAGE: mask_credentials(storage_url)})
     _fail_stale_trials(ostudy)
     done = sum(_counted(t) for t in ostudy.get_trials(deepcopy=False))
     remaining = max(0, spec.search.n_trials - done)
@@ -385,7 +386,7 @@ def _search_in_parent(spec, data, model, groups, previous, reused, parent_id, st
     outcomes = [_outcome(t) for t in ostudy.get_trials(deepcopy=False) if t.state.is_finished() and _counted(t)]
     best = _best(outcomes, directions)
     result = SearchResult(
-        spec.study, spec.experiment_name, parent_id, base_run_id, name, mask_password(storage_url),
+        spec.study, spec.experiment_name, parent_id, base_run_id, name, mask_credentials(storage_url),
         outcomes, best, [o.metric for o in spec.search.objective], resumed,
     )
     from netzip_mlflow.search.artifacts import log_search_artifacts

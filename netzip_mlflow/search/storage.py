@@ -9,10 +9,9 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
-
 from netzip_mlflow.errors import ConfigError
 from netzip_mlflow.tracking.experiments import sqlite_path
+from netzip_mlflow.tracking.uri import mask_credentials
 
 OPTUNA_FILE = "optuna.db"
 
@@ -29,21 +28,10 @@ def resolve_storage(explicit: str | None, tracking_uri: str) -> str:
     if db is None:
         raise ConfigError(
             "search.storage",
-            f"the tracking store {mask_password(tracking_uri)} is not a sqlite:/// file, so there is no "
+            f"the tracking store {mask_credentials(tracking_uri)} is not a sqlite:/// file, so there is no "
             "place beside it for the search's Optuna study",
             "give search.storage (or --storage) an RDB URL every worker can reach, e.g. "
             "postgresql://user@db-host/optuna on the tracking server's PostgreSQL",
         )
     return f"sqlite:///{db.with_name(OPTUNA_FILE)}"
 
-
-def mask_password(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for tags and messages)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    netloc = f"{parts.username}:***@{host}" if parts.username else f"***@{host}"
-    return urlunsplit(parts._replace(netloc=netloc))
