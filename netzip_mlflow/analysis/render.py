@@ -165,7 +165,7 @@ def _with_pareto(df: pd.DataFrame) -> pd.DataFrame:
 
 def _with_paired_calls(df: pd.DataFrame) -> pd.DataFrame:
     """Paired ratios shown as ``1.83*``, or as "no measurable change" where the leaderboard's
-    ``ratio/*_changed`` column says False (a table without it: where the CI contains 1.0)."""
+    ``ratio/*_changed`` column (written beside the CI columns) says False."""
     out = df
     for name in keys.PAIRED_RATIOS:
         column = keys.RATIO_KEYS[name]
@@ -177,11 +177,7 @@ def _with_paired_calls(df: pd.DataFrame) -> pd.DataFrame:
         if not paired.any():
             continue
         cells = df[column].astype(object)
-        verdict = keys.ratio_change_column(name)
-        if verdict in df.columns:
-            no_change = paired & df[verdict].map(lambda v: v is False or v == 0).astype(bool)
-        else:
-            no_change = paired & (low <= 1.0) & (high >= 1.0)
+        no_change = paired & df[keys.ratio_change_column(name)].eq(False)
         cells[paired] = [f"{float(v):.2f}{PAIRED_MARK}" for v in df.loc[paired, column]]
         cells[no_change] = NO_CHANGE
         out = out.assign(**{column: cells})

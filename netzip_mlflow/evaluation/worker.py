@@ -23,7 +23,6 @@ import signal
 import sys
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -65,9 +64,6 @@ def main(argv: list[str]) -> int:
         except ImportError:
             pass  # unpickling will import it (its memory then counts) or fail with a clear error
     anon_before = current_anon_bytes()  # libraries and model code loaded, model not yet
-    # torch's own unpickling of quantized tensors trips its TypedStorage deprecation warning: not
-    # the user's concern, and it would interleave with the study's progress output (our process)
-    warnings.filterwarnings("ignore", message="TypedStorage is deprecated", category=UserWarning)
     # Written by our own parent process from its in-memory model, in a private temp dir: trusted.
     payload = torch.load(payload_path, weights_only=False)
     settings = payload["settings"]
